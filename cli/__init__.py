@@ -1,0 +1,1 @@
+"""The ``mapseg`` command line (installed as the ``mapseg_cli`` package)."""

@@ -1,0 +1,55 @@
+"""Options shared by several ``mapseg`` commands, defined once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def verbosity(func: F) -> F:
+    """``-v/--verbose`` and ``-q/--quiet``, applied to the ``mapseg`` logger."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: int) -> int:
+        ctx.ensure_object(dict)
+        ctx.obj[param.name] = value
+        level = ctx.obj.get("verbose", 0) - ctx.obj.get("quiet", 0)
+        logging.basicConfig(format="mapseg: %(levelname)s: %(message)s")
+        logging.getLogger("mapseg").setLevel(
+            logging.DEBUG if level > 0 else logging.WARNING if level == 0 else logging.ERROR
+        )
+        return value
+
+    func = click.option(
+        "-v", "--verbose", count=True, expose_value=False, callback=callback,
+        help="More output; -v also shows tracebacks of internal errors.",
+    )(func)
+    func = click.option(
+        "-q", "--quiet", count=True, expose_value=False, callback=callback,
+        help="Less output (no progress bars).",
+    )(func)
+    return func
+
+
+overwrite = click.option(
+    "--overwrite", is_flag=True, help="Replace an existing output instead of refusing."
+)
+json_output = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON for machines."
+)
+
+
+def is_quiet() -> bool:
+    """True when -q was given to the current command."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.obj and ctx.obj.get("quiet", 0) > 0)
+
+
+def is_verbose() -> bool:
+    """True when -v was given to the current command."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.obj and ctx.obj.get("verbose", 0) > 0)

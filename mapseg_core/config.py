@@ -1,0 +1,252 @@
+"""Frozen configuration dataclasses and the named presets.
+
+Every field has one documented default. CLI options and QGIS Processing
+parameter names are the field names (``--batch-size`` is ``batch_size``).
+The ``seed-b4`` preset reproduces the Setup block of the seed post
+(U-Net + EfficientNetB4 on the crowdAI Mapping Challenge, Dice 0.814).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mapseg_core.errors import ConfigError
+
+EncoderName = Literal[
+    "efficientnetb0",
+    "efficientnetb1",
+    "efficientnetb2",
+    "efficientnetb3",
+    "efficientnetb4",
+    "efficientnetb5",
+    "efficientnetb6",
+    "efficientnetb7",
+    "tiny",
+]
+ENCODERS: tuple[str, ...] = EncoderName.__args__  # type: ignore[attr-defined]
+
+#: The seed's skip connections, shallow to deep; the last one is the bottleneck.
+EFFICIENTNET_SKIPS: tuple[str, ...] = (
+    "block2a_expand_activation",
+    "block3a_expand_activation",
+    "block4a_expand_activation",
+    "block6a_expand_activation",
+    "top_activation",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the U-Net."""
+
+    # Encoder backbone from keras.applications ("tiny" is a small plain CNN for tests and demos).
+    encoder: EncoderName = "efficientnetb4"
+    # Model input (height, width) in pixels; training images are resized or cropped to it.
+    input_size: tuple[int, int] = (300, 300)
+    # Number of input bands (EfficientNet encoders take 3: RGB, 0..255).
+    bands: int = 3
+    # Encoder layers used as skips, shallow to deep; the last one feeds the decoder.
+    skip_layers: tuple[str, ...] = EFFICIENTNET_SKIPS
+    # Filters of each decoder UpSample block, deep to shallow (one per skip but the last).
+    decoder_filters: tuple[int, ...] = (1024, 512, 256, 128)
+    # Kernel size of the decoder's Conv2DTranspose layers.
+    decoder_kernel_size: int = 3
+    # Dropout rate after each decoder block's batch norm.
+    decoder_dropout: float = 0.2
+    # Activation of the decoder blocks.
+    decoder_activation: str = "swish"
+    # How an upsampled map one pixel larger than its skip is fixed: the seed's crop, or its
+    # "idea", a learned 2x2 valid convolution that spreads the loss over all pixels.
+    size_fix: Literal["crop", "conv"] = "crop"
+    # Train the encoder too (False: frozen, as in the seed). Batch norm stays frozen either way.
+    encoder_trainable: bool = False
+    # "imagenet" (Keras download cache), a path to a weights file, or None for random init.
+    encoder_weights: str | None = "imagenet"
+    # Output channels: 1 logit per pixel (building vs background).
+    output_channels: int = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Data, optimisation and callbacks of a training run."""
+
+    # Images per batch.
+    batch_size: int = 64
+    # Maximum number of epochs (early stopping may end sooner).
+    epochs: int = 200
+    # Fraction of images for train+valid; the rest is the test split.
+    train_size: float = 0.7
+    # Fraction of train+valid held out for validation.
+    valid_size: float = 0.3
+    # Seed for splits and shuffling (the seed post's 108241).
+    seed: int = 108241
+    # COCO category ids whose union is the building mask (None: all categories in the file).
+    category_ids: tuple[int, ...] | None = None
+    # How images of another size than input_size are brought to it.
+    resize_mode: Literal["resize", "crop"] = "resize"
+    # Apply the seed's augmentation policy to training batches.
+    augment: bool = True
+    # Weight of binary cross-entropy in the combo loss (CL_CE_W); dice gets 1 - ce_weight.
+    ce_weight: float = 0.05
+    # Initial learning rate (LR_INITIAL).
+    lr_initial: float = 0.005
+    # "sgdr": CosineDecayRestarts (per optimizer step); "constant": lr_initial throughout.
+    lr_schedule: Literal["sgdr", "constant"] = "sgdr"
+    # Steps of the first SGDR cycle (LR_FIRST_DECAY_STEPS).
+    lr_first_decay_steps: int = 50
+    # SGDR cycle length multiplier.
+    lr_t_mul: float = 1.0
+    # SGDR restart amplitude multiplier.
+    lr_m_mul: float = 0.7
+    # SGDR floor as a fraction of lr_initial.
+    lr_alpha: float = 0.1
+    # ReduceLROnPlateau; only with lr_schedule="constant" (Keras cannot reduce a schedule).
+    reduce_lr_on_plateau: bool = False
+    # Epochs without val_loss improvement before early stopping (None: epochs // 3).
+    early_stopping_patience: int | None = None
+    # Epochs without improvement before ReduceLROnPlateau (None: max(5, epochs // 10)).
+    reduce_lr_patience: int | None = None
+    # TensorBoard weight histograms every N epochs (0: off).
+    histogram_freq: int = 10
+    # float16 compute with float32 variables (GPU only pays off).
+    mixed_precision: bool = False
+    # "mirrored": tf.distribute.MirroredStrategy over the visible GPUs (TensorFlow backend).
+    strategy: Literal["default", "mirrored"] = "default"
+    # Parallel data-loading workers (threads) feeding the model.
+    workers: int = 2
+    # Number of test images in the prediction grid picture.
+    preview_images: int = 8
+    # Ground sampling distance of the training imagery in metres (crowdAI: ~0.3); used by tiling.
+    gsd: float = 0.3
+
+    @property
+    def early_stopping(self) -> int:
+        """Effective early-stopping patience (the seed's EPOCHS // 3)."""
+        if self.early_stopping_patience is not None:
+            return self.early_stopping_patience
+        return max(1, self.epochs // 3)
+
+    @property
+    def reduce_lr(self) -> int:
+        """Effective ReduceLROnPlateau patience (the seed's max(5, EPOCHS // 10))."""
+        if self.reduce_lr_patience is not None:
+            return self.reduce_lr_patience
+        return max(5, self.epochs // 10)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run needs; saved as ``config.json`` in the run directory."""
+
+    preset: str = "seed-b4"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(
+            preset=data.get("preset", "custom"),
+            model=_build(ModelConfig, data.get("model", {})),
+            train=_build(TrainConfig, data.get("train", {})),
+        )
+
+
+PRESETS: dict[str, RunConfig] = {
+    # The seed post, exactly.
+    "seed-b4": RunConfig(preset="seed-b4"),
+    # A CPU-friendly model that starts from the ImageNet EfficientNetB0 weights.
+    "b0": RunConfig(
+        preset="b0",
+        model=ModelConfig(
+            encoder="efficientnetb0", input_size=(256, 256), decoder_filters=(256, 128, 64, 32)
+        ),
+        train=TrainConfig(batch_size=8, epochs=30),
+    ),
+    # Seconds-per-epoch model for tests, demos and smoke runs; not for production maps.
+    "tiny": RunConfig(
+        preset="tiny",
+        model=ModelConfig(
+            encoder="tiny",
+            input_size=(64, 64),
+            skip_layers=("tiny_stage1", "tiny_stage2", "tiny_stage3", "tiny_stage4", "tiny_stage5"),
+            decoder_filters=(64, 32, 16, 8),
+            decoder_dropout=0.0,
+            encoder_trainable=True,
+            encoder_weights=None,
+        ),
+        train=TrainConfig(batch_size=4, epochs=3, lr_schedule="constant", lr_initial=0.003),
+    ),
+}
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} option(s) {sorted(unknown)}; valid ones are {sorted(names)}"
+        )
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return validate(cls(**fixed))
+
+
+def validate(config: Any) -> Any:
+    """Check one config object; raise :class:`ConfigError` naming the fix."""
+    if isinstance(config, ModelConfig):
+        if config.encoder not in ENCODERS:
+            raise ConfigError(f"unknown encoder {config.encoder!r}; choose one of {ENCODERS}")
+        if len(config.decoder_filters) != len(config.skip_layers) - 1:
+            raise ConfigError(
+                f"decoder_filters has {len(config.decoder_filters)} entries but "
+                f"{len(config.skip_layers)} skip layers need {len(config.skip_layers) - 1}"
+            )
+        if min(config.input_size) < 32:
+            raise ConfigError("input_size must be at least 32x32 (the encoder downsamples 32x)")
+        if config.encoder.startswith("efficientnet") and config.bands != 3:
+            raise ConfigError("EfficientNet encoders take 3 bands; use --bands 3 or encoder tiny")
+    if isinstance(config, TrainConfig):
+        if config.reduce_lr_on_plateau and config.lr_schedule != "constant":
+            raise ConfigError(
+                "ReduceLROnPlateau cannot change a scheduled learning rate; "
+                "pass --lr-schedule constant with --reduce-lr-on-plateau"
+            )
+        if not 0 < config.train_size < 1 or not 0 < config.valid_size < 1:
+            raise ConfigError("train_size and valid_size must be between 0 and 1")
+        if config.batch_size < 1 or config.epochs < 1:
+            raise ConfigError("batch_size and epochs must be at least 1")
+    return config
+
+
+def make_config(preset: str = "seed-b4", **overrides: Any) -> RunConfig:
+    """The preset's configuration with field overrides (``None`` values are ignored).
+
+    Args:
+        preset: one of :data:`PRESETS`.
+        **overrides: ModelConfig or TrainConfig field names, as the CLI options.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    base = PRESETS[preset]
+    model_names = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_kw: dict[str, Any] = {}
+    train_kw: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in model_names:
+            model_kw[key] = value
+        elif key in train_names:
+            train_kw[key] = value
+        else:
+            raise ConfigError(f"unknown option {key!r}")
+    if "encoder_weights" in model_kw and model_kw["encoder_weights"] in ("none", "None", ""):
+        model_kw["encoder_weights"] = None
+    model = validate(dataclasses.replace(base.model, **model_kw))
+    train = validate(dataclasses.replace(base.train, **train_kw))
+    return RunConfig(preset=preset, model=model, train=train)

@@ -1,0 +1,1 @@
+"""U-Net models, encoders, losses and metrics, and the model file format."""

@@ -1,0 +1,157 @@
+"""The mapseg model file: one ``.keras`` file a user can hand to someone else.
+
+It is a standard Keras 3 archive (architecture + weights, loadable with plain
+``keras.saving.load_model`` once ``mapseg_core`` is imported, which registers
+the custom losses and metrics) with one extra member, ``mapseg.json``, holding
+what a tiling engine or a colleague needs to use the model correctly:
+
+``format``            always ``"mapseg-model"``
+``format_version``    integer, bumped on incompatible change
+``mapseg_version``    version that wrote the file
+``preset``, ``config`` the RunConfig it was trained with (``config`` is ``RunConfig.to_dict()``)
+``input_size``        [height, width] the model was trained at
+``bands``             number of input bands, in order (``band_names`` e.g. ["red","green","blue"])
+``normalization``     how raw pixels map to model input: ``{"kind": "range", "min": 0, "max": 255}``
+                      means the model takes values in 0..255 (EfficientNet rescales internally)
+``threshold``         probability at or above which a pixel is a building (0.5 = logit 0)
+``output``            ``"logits"`` (apply a sigmoid) or ``"probabilities"``
+``class_names``       ["building"]
+``gsd``               ground sampling distance of the training imagery, metres per pixel
+``receptive_margin``  pixels at a window edge whose prediction is unreliable (tiling overlap hint)
+``training_data``     summary: annotation file, image count, splits, categories
+``metrics``           evaluation results by split
+``created``           ISO timestamp
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from mapseg_core import __version__
+from mapseg_core.errors import ModelError, OutputError
+
+FORMAT = "mapseg-model"
+FORMAT_VERSION = 1
+METADATA_MEMBER = "mapseg.json"
+
+DEFAULT_METADATA: dict[str, Any] = {
+    "input_size": [300, 300],
+    "bands": 3,
+    "band_names": ["red", "green", "blue"],
+    "normalization": {"kind": "range", "min": 0.0, "max": 255.0},
+    "threshold": 0.5,
+    "output": "logits",
+    "class_names": ["building"],
+    "gsd": 0.3,
+    "receptive_margin": 32,
+}
+
+
+def save_artifact(model: Any, path: str | os.PathLike[str], metadata: dict[str, Any]) -> Path:
+    """Save ``model`` with ``metadata`` as a mapseg model file, atomically.
+
+    The file is written next to ``path`` under a temporary name and renamed,
+    so a crash never leaves a truncated model where a good one was.
+
+    Args:
+        model: a Keras model (compiled or not; the optimizer state is dropped).
+        path: target, must end in ``.keras``.
+        metadata: fields documented in this module; missing ones take defaults.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise OutputError(f"model files end in .keras, got {path.name}; rename the output")
+    meta = {**DEFAULT_METADATA, **metadata}
+    meta.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        mapseg_version=__version__,
+        created=meta.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}.", dir=path.parent)
+    os.close(fd)
+    try:
+        _strip_optimizer(model).save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(METADATA_MEMBER, json.dumps(meta, indent=2, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _strip_optimizer(model: Any) -> Any:
+    """A copy of ``model`` without optimizer state (half the size for Adam)."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Metadata of a mapseg model file, without loading Keras.
+
+    Raises:
+        ModelError: the file is missing, not a zip, or not a mapseg model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} not found; pass --model PATH to a mapseg .keras file")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            raw = zf.read(METADATA_MEMBER)
+    except (zipfile.BadZipFile, KeyError, OSError):
+        raise ModelError(
+            f"{path} is not a mapseg model file (expected a .keras file written by mapseg train)"
+        ) from None
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise ModelError(f"{path} has corrupt mapseg metadata; re-export the model") from None
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a mapseg model file (format {meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(
+            f"{path} was written by a newer mapseg ({meta.get('mapseg_version')}); upgrade mapseg"
+        )
+    return {**DEFAULT_METADATA, **meta}
+
+
+def load_artifact(path: str | os.PathLike[str], compile: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Load a mapseg model file: ``(keras_model, metadata)``.
+
+    Raises:
+        ModelError: missing file, not a mapseg model, or Keras cannot rebuild it.
+    """
+    meta = read_metadata(path)
+    import keras
+
+    from mapseg_core.models import losses  # noqa: F401  (registers custom objects)
+
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as exc:  # Keras raises many types for a broken archive
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load model {path}: {first}; re-export it with mapseg") from None
+    return model, meta
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, for provenance records."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
