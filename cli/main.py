@@ -9,6 +9,7 @@ under ``-v``.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 import click
 
 from mapseg_cli import commands
+
+# TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise to a user.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class MapsegGroup(click.Group):

@@ -49,6 +49,11 @@ class ProgressPrinter:
             return
         if kind == "warning":
             self._write(f"mapseg: warning: {event.get('message')}")
+        if kind == "epoch" and self.mode == "bar":
+            figures = ", ".join(
+                f"{k} {v:.4f}" for k, v in event.items() if k in _EPOCH_KEYS and isinstance(v, float)
+            )
+            self._write(f"epoch {event.get('epoch')}/{event.get('epochs')}: {figures}")
         if self.mode != "bar":
             return
         if kind == "start":
@@ -109,4 +114,5 @@ class ProgressPrinter:
             self.error(str(exc) or type(exc).__name__, code)
 
 
+_EPOCH_KEYS = ("loss", "dice_coef", "iou_coef", "val_loss", "val_dice_coef", "val_iou_coef")
 _POSTFIX_KEYS = ("mpx_per_s", "loss", "val_loss", "dice_coef", "val_dice_coef")

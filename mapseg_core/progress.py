@@ -8,6 +8,8 @@ QGIS plugin, ``QgsProcessingFeedback`` there). The schema, one dict per event:
     work begins; ``total`` units are expected. Extra keys describe the job.
 ``{"event": "progress", "done": k, "total": N, "fraction": k / N, ...}``
     ``k`` units are finished; extra keys are rates or metrics (``mpx_per_s``, ``loss``).
+``{"event": "epoch", "epoch": e, "epochs": E, "loss": ..., "val_loss": ...}``
+    a training epoch finished, with its metrics (training only).
 ``{"event": "warning", "message": "..."}``
     something the user should know; the work goes on.
 ``{"event": "done", "summary": {...}}``

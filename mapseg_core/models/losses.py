@@ -66,7 +66,8 @@ def spatial_true_positive_rate(y_true: Any, y_pred: Any) -> Any:
     """Fraction of building pixels predicted as building (logit > 0), over the batch.
 
     As in the seed: ``sum(y * [p > 0]) / sum(y)``; a batch with no building
-    pixel gives 0/0, returned as 1 (nothing was missed).
+    pixel gives 0/0, returned as 1 (nothing was missed). For scores over a
+    whole data set use :class:`SpatialTruePositiveRate`, which sums first.
     """
     y_true = ops.cast(y_true, "float32")
     hit = ops.cast(ops.greater(ops.cast(y_pred, "float32"), 0.0), "float32")
@@ -77,20 +78,65 @@ def spatial_true_positive_rate(y_true: Any, y_pred: Any) -> Any:
 @keras.saving.register_keras_serializable(package="mapseg")
 def iou_coef(y_true: Any, y_pred: Any) -> Any:
     """Hard IoU of (logit > 0) against the mask, smoothed by 1, per image then averaged."""
+    return ops.mean(iou_per_image(y_true, y_pred))
+
+
+@keras.saving.register_keras_serializable(package="mapseg")
+def dice_per_image(y_true: Any, y_pred: Any) -> Any:
+    """Soft Dice of each image of the batch, shape (batch,)."""
+    return _dice_per_image(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="mapseg")
+def iou_per_image(y_true: Any, y_pred: Any) -> Any:
+    """Hard IoU of each image of the batch, shape (batch,)."""
     y_true = ops.cast(y_true, "float32")
     hit = ops.cast(ops.greater(ops.cast(y_pred, "float32"), 0.0), "float32")
     inter = ops.sum(y_true * hit, axis=(1, 2, 3))
     union = ops.sum(ops.maximum(y_true, hit), axis=(1, 2, 3))
-    return ops.mean((inter + SMOOTH) / (union + SMOOTH))
+    return (inter + SMOOTH) / (union + SMOOTH)
+
+
+@keras.saving.register_keras_serializable(package="mapseg")
+class SpatialTruePositiveRate(keras.metrics.Metric):
+    """The seed's spatial TPR accumulated over all batches: sum(y * hit) / sum(y).
+
+    Summing numerator and denominator separately makes the score independent
+    of how images are batched (a mean of per-batch ratios is not).
+    """
+
+    def __init__(self, name: str = "spatial_true_positive_rate", **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits")
+        self.positives = self.add_variable(shape=(), initializer="zeros", name="positives")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_true = ops.cast(y_true, "float32")
+        hit = ops.cast(ops.greater(ops.cast(y_pred, "float32"), 0.0), "float32")
+        self.hits.assign_add(ops.sum(y_true * hit))
+        self.positives.assign_add(ops.sum(y_true))
+
+    def result(self) -> Any:
+        return ops.where(
+            self.positives > 0, self.hits / ops.maximum(self.positives, 1.0), 1.0
+        )
+
+    def reset_state(self) -> None:
+        self.hits.assign(0.0)
+        self.positives.assign(0.0)
 
 
 def make_metrics() -> list[Any]:
-    """The seed's metrics plus IoU, in report order."""
+    """The seed's metrics plus IoU, in report order.
+
+    Dice and IoU are averaged over *images* (Keras' mean of the per-image
+    values), so an evaluation does not depend on the batch size.
+    """
     return [
         keras.metrics.BinaryAccuracy(threshold=0.0, name="binary_accuracy"),
-        dice_coef,
-        spatial_true_positive_rate,
-        iou_coef,
+        keras.metrics.MeanMetricWrapper(dice_per_image, name="dice_coef"),
+        SpatialTruePositiveRate(),
+        keras.metrics.MeanMetricWrapper(iou_per_image, name="iou_coef"),
     ]
 
 

@@ -1,0 +1,1 @@
+"""Training runs: schedules, callbacks, the run directory, evaluation and reports."""

@@ -1,0 +1,121 @@
+"""``mapseg train``: train a U-Net on a COCO export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mapseg_cli.options import is_quiet, overwrite, verbosity
+from mapseg_cli.progress import ProgressPrinter, progress_option
+
+_HELP = """Train a building U-Net on a COCO export (CVAT, Label Studio, crowdAI...).
+
+\b
+$ mapseg train annotation.json images/ -o run --preset b0 \\
+      --encoder-weights ../shared/weights/efficientnetb0_imagenet_notop.weights.h5
+$ mapseg train annotation.json images/ -o run --preset seed-b4 --epochs 1 --encoder-weights none
+$ mapseg train --resume run --epochs 40
+
+Writes RUN_DIR/model.keras (the model file for evaluate, tile-infer and QGIS),
+best.keras, splits.json, config.json, history.csv, report.csv, TensorBoard logs
+and three pictures: lr_schedule.png, training_curves.png, predictions.png.
+Every option defaults to the preset's value (seed-b4 is the seed post's setup).
+The learning rate is either the SGDR schedule or constant; ReduceLROnPlateau
+only works with a constant rate (--lr-schedule constant --reduce-lr-on-plateau),
+because Keras cannot lower a scheduled rate. An interrupted run (Ctrl-C, kill)
+resumes from its last finished epoch with --resume RUN_DIR.
+"""
+
+
+def _int_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise click.BadParameter("use HEIGHT,WIDTH, e.g. 256,256") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise click.BadParameter("use HEIGHT,WIDTH, e.g. 256,256")
+    return (parts[0], parts[1])
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("use comma-separated integers, e.g. 100,101") from None
+
+
+@click.command("train", help=_HELP)
+@click.argument("annotations", required=False, type=click.Path(path_type=Path))
+@click.argument("images_dir", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "run_dir", type=click.Path(path_type=Path),
+              help="Run directory to create.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue the run in this directory from its last finished epoch.")
+@click.option("--preset", default="seed-b4", show_default=True,
+              type=click.Choice(["seed-b4", "b0", "tiny"]), help="Starting configuration.")
+@click.option("--encoder", type=click.Choice([f"efficientnetb{i}" for i in range(8)] + ["tiny"]))
+@click.option("--encoder-weights", help="imagenet, a local weights file, or none.")
+@click.option("--encoder-trainable/--encoder-frozen", default=None,
+              help="Fine-tune the encoder (batch norm stays frozen) or keep it frozen.")
+@click.option("--input-size", callback=_int_pair, help="Model input HEIGHT,WIDTH in pixels.")
+@click.option("--decoder-filters", callback=_int_list, help="Decoder widths, e.g. 1024,512,256,128.")
+@click.option("--size-fix", type=click.Choice(["crop", "conv"]),
+              help="crop: the seed's Cropping2D; conv: its learned-conv idea.")
+@click.option("--epochs", type=int, help="Maximum epochs.")
+@click.option("--batch-size", type=int, help="Images per batch.")
+@click.option("--lr-initial", type=float, help="Initial learning rate.")
+@click.option("--lr-schedule", type=click.Choice(["sgdr", "constant"]),
+              help="SGDR (cosine decay with restarts) or constant; excludes ReduceLROnPlateau.")
+@click.option("--lr-first-decay-steps", type=int, help="Steps of the first SGDR cycle.")
+@click.option("--reduce-lr-on-plateau", is_flag=True, default=None,
+              help="Lower a constant learning rate when val_loss stalls (needs --lr-schedule constant).")
+@click.option("--ce-weight", type=float, help="BCE weight of the combo loss (dice gets the rest).")
+@click.option("--category-ids", callback=_int_list, help="COCO category ids to segment (default all).")
+@click.option("--resize-mode", type=click.Choice(["resize", "crop"]),
+              help="Bring other image sizes to the input size by resizing or centre-cropping.")
+@click.option("--augment/--no-augment", default=None, help="The seed's augmentation on train batches.")
+@click.option("--mixed-precision", is_flag=True, default=None, help="float16 compute (GPUs).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored"]),
+              help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs.")
+@click.option("--workers", type=int, help="Data-loading threads.")
+@click.option("--seed", type=int, help="Seed of the splits and shuffling.")
+@click.option("--gsd", type=float, help="Ground sampling distance of the images, m/pixel.")
+@overwrite
+@progress_option
+@verbosity
+def train(
+    annotations: Path | None,
+    images_dir: Path | None,
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    preset: str,
+    overwrite: bool,
+    progress_mode: str,
+    **options: object,
+) -> None:
+    from mapseg_core.config import make_config
+    from mapseg_core.training import train as training
+    from mapseg_core.training.report import format_table
+
+    with ProgressPrinter(progress_mode, desc="train", quiet=is_quiet()) as printer:
+        if resume_dir is not None:
+            if annotations or run_dir:
+                raise click.UsageError("--resume RUN_DIR takes no ANNOTATIONS, IMAGES_DIR or -o")
+            result = training.resume(resume_dir, epochs=options.get("epochs"),  # type: ignore[arg-type]
+                                     report=printer)
+        else:
+            if annotations is None or images_dir is None or run_dir is None:
+                raise click.UsageError("give ANNOTATIONS IMAGES_DIR -o RUN_DIR, or --resume RUN_DIR")
+            config = make_config(preset, **options)
+            result = training.train(annotations, images_dir, run_dir, config,
+                                    overwrite=overwrite, report=printer)
+    if progress_mode != "json" and not is_quiet():
+        click.echo(format_table(result.results))
+        click.echo(f"model: {result.model_path}")

@@ -1,0 +1,89 @@
+"""The U-Net of the seed post, as a functional ``build_unet(config)``.
+
+Encoder feature maps are taken at the skip layers; the decoder climbs back
+with UpSample blocks (Conv2DTranspose 3x3 stride 2, batch norm, dropout,
+swish), concatenating each with the matching skip, and a last
+Conv2DTranspose gives one logit per pixel at the input resolution.
+
+Only stock Keras layers are used, so the architecture reloads from a
+``.keras`` file with no custom objects at all.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from mapseg_core.config import ModelConfig
+from mapseg_core.models.encoders import build_encoder
+
+
+def build_unet(config: ModelConfig) -> keras.Model:
+    """Build the U-Net described by ``config`` (logits output, not compiled).
+
+    With the ``seed-b4`` preset the concatenations have the seed's shapes
+    (19,19,1984), (38,38,848), (75,75,448), (150,150,272) and the output is
+    (300,300,1).
+    """
+    # === Encoder ===
+    inputs = keras.Input((*config.input_size, config.bands), name="images")
+    encoder = build_encoder(config)
+    features = encoder(inputs)
+    if not isinstance(features, (list, tuple)):
+        features = [features]
+    x = features[-1]
+    skips = list(reversed(features[:-1]))
+    skip_names = list(reversed(config.skip_layers[:-1]))
+
+    # === Decoder ===
+    for filters, skip, name in zip(config.decoder_filters, skips, skip_names):
+        y = _upsample(x, filters, config, name=f"{name}_upsampling")
+        y = _match_size(y, skip, config, name=name)
+        x = layers.Concatenate(name=f"{name}_concat")([y, skip])
+
+    # === Head ===
+    logits = layers.Conv2DTranspose(
+        config.output_channels, 3, strides=2, padding="same", name="segments"
+    )(x)
+    # Float32 logits even under mixed precision: the loss's sigmoid needs the range.
+    logits = layers.Activation("linear", dtype="float32", name="logits")(logits)
+    return keras.Model(inputs, logits, name="unet")
+
+
+def _upsample(x: keras.KerasTensor, filters: int, config: ModelConfig, name: str) -> keras.KerasTensor:
+    """The seed's UpSample block: transposed conv, batch norm, dropout, activation."""
+    y = layers.Conv2DTranspose(
+        filters,
+        config.decoder_kernel_size,
+        strides=2,
+        padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
+        use_bias=False,
+        name=f"{name}_conv",
+    )(x)
+    y = layers.BatchNormalization(name=f"{name}_bn")(y)
+    if config.decoder_dropout:
+        y = layers.Dropout(config.decoder_dropout, name=f"{name}_dropout")(y)
+    return layers.Activation(config.decoder_activation, name=f"{name}_act")(y)
+
+
+def _match_size(
+    y: keras.KerasTensor, skip: keras.KerasTensor, config: ModelConfig, name: str
+) -> keras.KerasTensor:
+    """Bring an upsampled map to its skip's size.
+
+    EfficientNet downsamples odd sizes with ``ZeroPadding2D(1)`` + a valid
+    stride-2 conv, giving ``H // 2 + 1``; the stride-2 transposed conv then
+    doubles that, one pixel more than the skip. The seed crops the last row
+    and column (``crop``); its "idea" (``conv``) learns a 2x2 valid
+    convolution instead, which spreads the extra pixel over all outputs.
+    """
+    dh = y.shape[1] - skip.shape[1]
+    dw = y.shape[2] - skip.shape[2]
+    if dh == 0 and dw == 0:
+        return y
+    if dh not in (0, 1) or dw not in (0, 1):
+        raise ValueError(f"decoder map {y.shape} cannot be matched to skip {skip.shape}")
+    if config.size_fix == "crop":
+        return layers.Cropping2D(((0, dh), (0, dw)), name=f"{name}_crop")(y)
+    return layers.Conv2D(y.shape[-1], (dh + 1, dw + 1), padding="valid", name=f"{name}_fix")(y)

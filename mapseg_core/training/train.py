@@ -1,0 +1,392 @@
+"""Training runs: ``train()`` a new run, ``resume()`` an interrupted one.
+
+A run directory holds everything about one run::
+
+    run.json            format marker, status, epochs done, best val_loss, data paths
+    config.json         the RunConfig (preset + every field)
+    splits.json         train / valid / test image ids (evaluation reuses them)
+    last.keras          model + optimizer state after the last finished epoch
+    best.keras          model with the best validation loss so far
+    history.csv         per-epoch metrics (Keras CSVLogger, appended on resume)
+    logs/               TensorBoard logs (TensorFlow backend)
+    model.keras         the mapseg model file (best weights + metadata), when done
+    report.csv/.json    the seed's table for train / valid / test
+    lr_schedule.png, training_curves.png, predictions.png
+
+Every file is written atomically, so a run killed at any moment is resumable
+from its last finished epoch with the optimizer state it had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mapseg_core import __version__
+from mapseg_core.config import RunConfig, TrainConfig
+from mapseg_core.errors import ConfigError, Interrupted, OutputExistsError, RunDirError
+from mapseg_core.progress import Reporter, null_reporter
+from mapseg_core.training.report import atomic_write_json, read_json
+
+log = logging.getLogger("mapseg")
+
+RUN_FORMAT = "mapseg-run"
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    model_path: Path
+    results: dict[str, dict[str, float]]
+    epochs_done: int
+
+
+def train(
+    annotations: str | Path,
+    images_dir: str | Path,
+    run_dir: str | Path,
+    config: RunConfig,
+    *,
+    overwrite: bool = False,
+    report: Reporter = null_reporter,
+) -> TrainResult:
+    """Train a new U-Net on a COCO export into ``run_dir``.
+
+    Raises:
+        OutputExistsError: ``run_dir`` exists and is not empty, without ``overwrite``.
+        DatasetError, WeightsError, ConfigError: bad data, weights or options.
+        Interrupted: Ctrl-C; the run directory is resumable.
+    """
+    from mapseg_core.data.coco import load_coco
+    from mapseg_core.data.splits import make_splits, save_splits
+
+    run_dir = Path(run_dir)
+    _claim_run_dir(run_dir, overwrite)
+    dataset = load_coco(annotations, images_dir, config.train.category_ids)
+    splits = make_splits(
+        dataset.image_ids, config.train.train_size, config.train.valid_size, config.train.seed
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_splits(splits, run_dir / "splits.json")
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    state = {
+        "format": RUN_FORMAT,
+        "mapseg_version": __version__,
+        "status": "running",
+        "annotations": str(Path(annotations).resolve()),
+        "images_dir": str(Path(images_dir).resolve()),
+        "epochs_done": 0,
+        "best_val_loss": None,
+    }
+    atomic_write_json(run_dir / "run.json", state)
+    return _run(run_dir, config, state, dataset, splits, report)
+
+
+def resume(
+    run_dir: str | Path, *, epochs: int | None = None, report: Reporter = null_reporter
+) -> TrainResult:
+    """Continue a run from its last finished epoch, with its optimizer state.
+
+    Args:
+        run_dir: a directory written by :func:`train`.
+        epochs: a new total number of epochs (default: the run's own).
+
+    Raises:
+        RunDirError: ``run_dir`` is not a mapseg run.
+    """
+    import dataclasses
+
+    from mapseg_core.data.coco import load_coco
+    from mapseg_core.data.splits import load_splits
+
+    run_dir = Path(run_dir)
+    state = read_run_state(run_dir)
+    config = RunConfig.from_dict(read_json(run_dir / "config.json"))
+    if epochs is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
+        atomic_write_json(run_dir / "config.json", config.to_dict())
+    dataset = load_coco(state["annotations"], state["images_dir"], config.train.category_ids)
+    splits = load_splits(run_dir / "splits.json")
+    return _run(run_dir, config, state, dataset, splits, report)
+
+
+def read_run_state(run_dir: Path) -> dict[str, Any]:
+    """``run.json`` of a run directory, or :class:`RunDirError` saying what to do."""
+    marker = run_dir / "run.json"
+    if not run_dir.is_dir() or not marker.is_file():
+        raise RunDirError(
+            f"{run_dir} is not a mapseg run directory (no run.json); "
+            "start a new run with mapseg train ANNOTATIONS IMAGES -o DIR"
+        )
+    try:
+        state = read_json(marker)
+    except ValueError:
+        raise RunDirError(f"{marker} is corrupt; start a new run with --overwrite") from None
+    if state.get("format") != RUN_FORMAT:
+        raise RunDirError(f"{run_dir} is not a mapseg run directory; start a new run")
+    for name in ("config.json", "splits.json"):
+        if not (run_dir / name).is_file():
+            raise RunDirError(f"{run_dir} lacks {name}; it cannot be resumed, start a new run")
+    return state
+
+
+def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise OutputExistsError(f"{run_dir} exists and is a file; choose another -o")
+    if not any(run_dir.iterdir()):
+        return
+    if not overwrite:
+        if (run_dir / "run.json").is_file():
+            raise OutputExistsError(
+                f"{run_dir} holds a mapseg run; continue it with mapseg train --resume {run_dir}, "
+                "or pass --overwrite to start again"
+            )
+        raise OutputExistsError(
+            f"{run_dir} exists and is not empty; choose another -o or pass --overwrite"
+        )
+    shutil.rmtree(run_dir)
+
+
+def _run(
+    run_dir: Path,
+    config: RunConfig,
+    state: dict[str, Any],
+    dataset: Any,
+    splits: Any,
+    report: Reporter,
+) -> TrainResult:
+    import keras
+
+    from mapseg_core.data.pipeline import CocoSequence, make_sequences
+    from mapseg_core.models.losses import ComboLoss, make_metrics
+    from mapseg_core.models.unet import build_unet
+    from mapseg_core.training.callbacks import ProgressReporter, RunCheckpoint
+    from mapseg_core.training.schedules import make_learning_rate
+
+    tcfg = config.train
+    initial_epoch = int(state.get("epochs_done", 0))
+    if initial_epoch >= tcfg.epochs and (run_dir / MODEL_FILE).is_file():
+        raise RunDirError(
+            f"{run_dir} already finished {initial_epoch} epochs; "
+            f"pass --epochs N with N > {initial_epoch} to train longer"
+        )
+    _enable_gpu_memory_growth()
+    sequences = make_sequences(dataset, splits, config.model.input_size, tcfg)
+    steps = len(sequences["train"])
+
+    with _precision(tcfg.mixed_precision), _strategy_scope(tcfg.strategy):
+        last = run_dir / "last.keras"
+        if initial_epoch > 0 and last.is_file():
+            model = keras.saving.load_model(last, compile=True)
+            log.info("resuming %s from epoch %d", run_dir, initial_epoch)
+        else:
+            initial_epoch = 0
+            model = build_unet(config.model)
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate=make_learning_rate(tcfg)),
+                loss=ComboLoss(tcfg.ce_weight),
+                metrics=make_metrics(),
+            )
+
+    def update_state(epochs_done: int, best: float) -> None:
+        state.update(epochs_done=epochs_done, best_val_loss=best if math.isfinite(best) else None)
+        atomic_write_json(run_dir / "run.json", state)
+
+    best = state.get("best_val_loss")
+    callbacks = _callbacks(run_dir, tcfg, initial_epoch, resume=initial_epoch > 0)
+    callbacks += [
+        RunCheckpoint(run_dir, update_state, best=math.inf if best is None else float(best)),
+        ProgressReporter(report, initial_epoch, tcfg.epochs, steps),
+    ]
+    state["status"] = "running"
+    atomic_write_json(run_dir / "run.json", state)
+    try:
+        model.fit(
+            sequences["train"],
+            validation_data=sequences["valid"],
+            epochs=tcfg.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    except KeyboardInterrupt:
+        state["status"] = "interrupted"
+        atomic_write_json(run_dir / "run.json", state)
+        raise Interrupted(
+            f"training stopped after {state['epochs_done']} finished epoch(s); "
+            f"continue with: mapseg train --resume {run_dir}"
+        ) from None
+
+    # Report with the best weights, like the seed's load_weights before testing.
+    if (run_dir / "best.keras").is_file():
+        model.load_weights(run_dir / "best.keras")
+    eval_sequences = {
+        "train": CocoSequence(dataset, splits.train, tcfg.batch_size, config.model.input_size,
+                              resize_mode=tcfg.resize_mode, workers=tcfg.workers),
+        "valid": sequences["valid"],
+        "test": sequences["test"],
+    }
+    results = {
+        name: {k: float(v) for k, v in model.evaluate(seq, verbose=0, return_dict=True).items()}
+        for name, seq in eval_sequences.items()
+    }
+    model_path = _write_outputs(run_dir, config, state, dataset, splits, model, results,
+                                sequences["test"], steps)
+    state["status"] = "finished"
+    atomic_write_json(run_dir / "run.json", state)
+    report({"event": "done", "summary": {"model": str(model_path), "results": results,
+                                         "epochs_done": state["epochs_done"]}})
+    return TrainResult(run_dir, model_path, results, int(state["epochs_done"]))
+
+
+def _callbacks(run_dir: Path, tcfg: TrainConfig, initial_epoch: int, resume: bool) -> list[Any]:
+    import keras
+
+    callbacks: list[Any] = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=tcfg.early_stopping),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+    ]
+    if tcfg.reduce_lr_on_plateau:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(patience=tcfg.reduce_lr))
+    if _have_tensorflow():
+        callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=str(run_dir / "logs"), histogram_freq=tcfg.histogram_freq,
+            write_graph=False, write_images=False,
+        ))
+    else:
+        log.info("TensorBoard logs need the tensorflow and tensorboard packages; skipped")
+    return callbacks
+
+
+def _write_outputs(
+    run_dir: Path,
+    config: RunConfig,
+    state: dict[str, Any],
+    dataset: Any,
+    splits: Any,
+    model: Any,
+    results: dict[str, dict[str, float]],
+    test_sequence: Any,
+    steps: int,
+) -> Path:
+    from mapseg_core.models.artifact import save_artifact
+    from mapseg_core.training import report as rpt
+    from mapseg_core.training.schedules import learning_rate_curve
+
+    tcfg = config.train
+    rpt.write_report_csv(results, run_dir / "report.csv")
+    atomic_write_json(run_dir / "report.json", results)
+    total_steps = max(1, steps * tcfg.epochs)
+    rpt.plot_learning_rate(learning_rate_curve(tcfg, total_steps), steps,
+                           "SGDR" if tcfg.lr_schedule == "sgdr" else "constant",
+                           run_dir / "lr_schedule.png")
+    history = _read_history(run_dir / "history.csv")
+    if history:
+        rpt.plot_history(history, run_dir / "training_curves.png")
+    images, masks = _first_images(test_sequence, tcfg.preview_images)
+    logits = model.predict(images, verbose=0) if len(images) else np.zeros_like(masks)
+    rpt.plot_predictions(images, masks, logits, run_dir / "predictions.png")
+    summary = dataset.summary()
+    summary["splits"] = {"train": len(splits.train), "valid": len(splits.valid),
+                         "test": len(splits.test)}
+    metadata = {
+        "preset": config.preset,
+        "config": config.to_dict(),
+        "input_size": list(config.model.input_size),
+        "bands": config.model.bands,
+        "class_names": [c["name"] for c in summary.get("categories", [])][:1] or ["building"],
+        "gsd": tcfg.gsd,
+        "receptive_margin": max(16, config.model.input_size[0] // 8),
+        "training_data": summary,
+        "metrics": results,
+        "epochs_done": state["epochs_done"],
+    }
+    return save_artifact(model, run_dir / MODEL_FILE, metadata)
+
+
+def _first_images(sequence: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    images, masks = [], []
+    for i in range(len(sequence)):
+        x, y = sequence[i]
+        images.append(x)
+        masks.append(y)
+        if sum(len(b) for b in images) >= n:
+            break
+    if not images:
+        return np.zeros((0, 1, 1, 3), "float32"), np.zeros((0, 1, 1, 1), "float32")
+    return np.concatenate(images)[:n], np.concatenate(masks)[:n]
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(fh)]
+
+
+def _have_tensorflow() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("tensorflow", "tensorboard"))
+
+
+def _enable_gpu_memory_growth() -> None:
+    """Let TensorFlow take GPU memory as needed instead of all of it at start."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError):  # already initialised: too late, harmless
+            tf.config.experimental.set_memory_growth(gpu, True)
+
+
+@contextlib.contextmanager
+def _precision(mixed: bool) -> Iterator[None]:
+    import keras
+
+    if not mixed:
+        yield
+        return
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@contextlib.contextmanager
+def _strategy_scope(strategy: str) -> Iterator[None]:
+    import keras
+
+    if strategy == "default":
+        yield
+        return
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(
+            f"--strategy {strategy} needs the TensorFlow backend (KERAS_BACKEND=tensorflow); "
+            "with JAX use keras.distribution.DataParallel"
+        )
+    import tensorflow as tf
+
+    with tf.distribute.MirroredStrategy().scope():
+        yield
