@@ -73,11 +73,14 @@ def train(
     from mapseg_core.data.splits import make_splits, save_splits
 
     run_dir = Path(run_dir)
-    _claim_run_dir(run_dir, overwrite)
+    _claim_run_dir(run_dir, overwrite, dry_run=True)
     dataset = load_coco(annotations, images_dir, config.train.category_ids)
     splits = make_splits(
         dataset.image_ids, config.train.train_size, config.train.valid_size, config.train.seed
     )
+    # Build before writing anything: bad weights or options must leave no run behind.
+    model = _new_model(config)
+    _claim_run_dir(run_dir, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_splits(splits, run_dir / "splits.json")
     atomic_write_json(run_dir / "config.json", config.to_dict())
@@ -91,7 +94,7 @@ def train(
         "best_val_loss": None,
     }
     atomic_write_json(run_dir / "run.json", state)
-    return _run(run_dir, config, state, dataset, splits, report)
+    return _run(run_dir, config, state, dataset, splits, report, model)
 
 
 def resume(
@@ -142,7 +145,8 @@ def read_run_state(run_dir: Path) -> dict[str, Any]:
     return state
 
 
-def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
+def _claim_run_dir(run_dir: Path, overwrite: bool, dry_run: bool = False) -> None:
+    """Refuse an occupied ``run_dir`` unless ``overwrite``; then empty it (not on ``dry_run``)."""
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
@@ -158,7 +162,8 @@ def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise OutputExistsError(
             f"{run_dir} exists and is not empty; choose another -o or pass --overwrite"
         )
-    shutil.rmtree(run_dir)
+    if not dry_run:
+        shutil.rmtree(run_dir)
 
 
 def _run(
@@ -168,14 +173,12 @@ def _run(
     dataset: Any,
     splits: Any,
     report: Reporter,
+    model: Any = None,
 ) -> TrainResult:
     import keras
 
     from mapseg_core.data.pipeline import CocoSequence, make_sequences
-    from mapseg_core.models.losses import ComboLoss, make_metrics
-    from mapseg_core.models.unet import build_unet
     from mapseg_core.training.callbacks import ProgressReporter, RunCheckpoint
-    from mapseg_core.training.schedules import make_learning_rate
 
     tcfg = config.train
     initial_epoch = int(state.get("epochs_done", 0))
@@ -188,19 +191,14 @@ def _run(
     sequences = make_sequences(dataset, splits, config.model.input_size, tcfg)
     steps = len(sequences["train"])
 
-    with _precision(tcfg.mixed_precision), _strategy_scope(tcfg.strategy):
-        last = run_dir / "last.keras"
-        if initial_epoch > 0 and last.is_file():
+    last = run_dir / "last.keras"
+    if initial_epoch > 0 and last.is_file():
+        with _strategy_scope(tcfg.strategy):
             model = keras.saving.load_model(last, compile=True)
-            log.info("resuming %s from epoch %d", run_dir, initial_epoch)
-        else:
-            initial_epoch = 0
-            model = build_unet(config.model)
-            model.compile(
-                optimizer=keras.optimizers.Adam(learning_rate=make_learning_rate(tcfg)),
-                loss=ComboLoss(tcfg.ce_weight),
-                metrics=make_metrics(),
-            )
+        log.info("resuming %s from epoch %d", run_dir, initial_epoch)
+    else:
+        initial_epoch = 0
+        model = model if model is not None else _new_model(config)
 
     def update_state(epochs_done: int, best: float) -> None:
         state.update(epochs_done=epochs_done, best_val_loss=best if math.isfinite(best) else None)
@@ -214,6 +212,8 @@ def _run(
     ]
     state["status"] = "running"
     atomic_write_json(run_dir / "run.json", state)
+    # Replay the uninterrupted run's sample order and augmentation on resume.
+    sequences["train"].set_epoch(initial_epoch)
     try:
         model.fit(
             sequences["train"],
@@ -221,6 +221,7 @@ def _run(
             epochs=tcfg.epochs,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
+            shuffle=False,  # the sequence shuffles itself, reproducibly from the seed
             verbose=0,
         )
     except KeyboardInterrupt:
@@ -251,6 +252,24 @@ def _run(
     report({"event": "done", "summary": {"model": str(model_path), "results": results,
                                          "epochs_done": state["epochs_done"]}})
     return TrainResult(run_dir, model_path, results, int(state["epochs_done"]))
+
+
+def _new_model(config: RunConfig) -> Any:
+    """Build and compile the U-Net under the configured precision and strategy."""
+    import keras
+
+    from mapseg_core.models.losses import ComboLoss, make_metrics
+    from mapseg_core.models.unet import build_unet
+    from mapseg_core.training.schedules import make_learning_rate
+
+    with _precision(config.train.mixed_precision), _strategy_scope(config.train.strategy):
+        model = build_unet(config.model)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=make_learning_rate(config.train)),
+            loss=ComboLoss(config.train.ce_weight),
+            metrics=make_metrics(),
+        )
+    return model
 
 
 def _callbacks(run_dir: Path, tcfg: TrainConfig, initial_epoch: int, resume: bool) -> list[Any]:

@@ -1,0 +1,261 @@
+"""Batches of (image, mask) at model size for Keras, from a :class:`CocoDataset`.
+
+Everything here is numpy (plus OpenCV for resampling): no TensorFlow import,
+so the same sequences feed a model on the TensorFlow, JAX or PyTorch Keras
+backend. Keras' ``PyDataset`` workers are threads (never processes): the
+dataset's pycocotools index is read-only and shared.
+
+Order of operations per sample: load (uint8) -> :func:`prepare_sample` to
+the model input size -> augmentation (training only) -> float32. Augmenting
+at model size keeps the augmentation cost independent of the source tile
+size, and shift/scale are then relative to what the model sees, as in the
+seed (whose tiles already were the model size).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import cv2
+import keras
+import numpy as np
+
+from mapseg_core.config import TrainConfig
+from mapseg_core.data.augment import seed_augmentation
+from mapseg_core.data.coco import CocoDataset
+from mapseg_core.data.splits import Splits
+from mapseg_core.errors import ConfigError, DatasetError
+
+ResizeMode = Literal["resize", "crop"]
+
+
+def prepare_sample(
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: tuple[int, int],
+    resize_mode: ResizeMode,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bring an image and its mask to ``size`` the same way.
+
+    ``"resize"`` stretches to ``size`` (image: area averaging when shrinking,
+    bilinear when enlarging; mask: nearest neighbour, so it stays {0, 1} and
+    no building is invented by interpolation). ``"crop"`` keeps the ground
+    sampling distance: it takes the centre ``size`` window and pads with 0
+    (image and mask) where the source is smaller; use it when tiles are
+    larger than the model input and buildings must keep their pixel size.
+
+    Args:
+        image: ``HxWx3`` (uint8 or float, 0..255).
+        mask: ``HxW`` or ``HxWx1``, values {0, 1}.
+        size: target ``(height, width)``.
+        resize_mode: ``"resize"`` or ``"crop"``.
+
+    Returns:
+        float32 image ``height x width x 3`` in 0..255 and float32 mask
+        ``height x width x 1`` in {0, 1}.
+    """
+    fitted_image, fitted_mask = _fit(image, mask, size, resize_mode)
+    return fitted_image.astype(np.float32), fitted_mask[..., None].astype(np.float32)
+
+
+def _fit(
+    image: np.ndarray, mask: np.ndarray, size: tuple[int, int], resize_mode: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`prepare_sample` without the float cast: the dtype in, ``HxW`` mask out."""
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1:
+        raise ConfigError(f"input size must be positive, got {height}x{width}")
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
+        raise DatasetError(
+            f"expected an HxWx3 image and an HxW mask of the same size, got {image.shape} "
+            f"and {mask.shape}; load samples with CocoDataset.load_sample"
+        )
+    src_h, src_w = mask.shape
+    if (src_h, src_w) == (height, width):
+        return image, mask
+    if resize_mode == "resize":
+        shrinking = height * width < src_h * src_w
+        interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (width, height), interpolation=interp)
+        resized_mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+        return resized, resized_mask
+    if resize_mode == "crop":
+        out_image = np.zeros((height, width, 3), dtype=image.dtype)
+        out_mask = np.zeros((height, width), dtype=mask.dtype)
+        src_y, dst_y, n_y = _centre(src_h, height)
+        src_x, dst_x, n_x = _centre(src_w, width)
+        out_image[dst_y : dst_y + n_y, dst_x : dst_x + n_x] = image[
+            src_y : src_y + n_y, src_x : src_x + n_x
+        ]
+        out_mask[dst_y : dst_y + n_y, dst_x : dst_x + n_x] = mask[
+            src_y : src_y + n_y, src_x : src_x + n_x
+        ]
+        return out_image, out_mask
+    raise ConfigError(f"unknown resize_mode {resize_mode!r}; choose 'resize' or 'crop'")
+
+
+def _centre(src: int, dst: int) -> tuple[int, int, int]:
+    """Source offset, destination offset and length that centre ``src`` in ``dst`` on one axis."""
+    if src >= dst:
+        return (src - dst) // 2, 0, dst
+    return 0, (dst - src) // 2, src
+
+
+class CocoSequence(keras.utils.PyDataset):
+    """Keras batches of one split of a :class:`CocoDataset`.
+
+    Reproducible by construction: the sample order of epoch ``e`` and the
+    augmentation of each sample are drawn from ``seed``, ``e`` and the
+    sample's position, never from a shared random state, so the batches do
+    not depend on how many worker threads ran them or in which order.
+
+    Args:
+        dataset: where images and masks come from.
+        image_ids: the split's ids (e.g. ``splits.train``).
+        batch_size: samples per batch; the last batch may be smaller.
+        input_size: model input ``(height, width)``.
+        augment: apply :func:`seed_augmentation` (training only).
+        shuffle: reorder the samples at every epoch end.
+        seed: seed of the shuffling and augmentation draws.
+        resize_mode: how samples reach ``input_size`` (see :func:`prepare_sample`).
+        workers: Keras worker threads preparing batches ahead.
+        max_queue_size: batches prepared ahead at most.
+    """
+
+    def __init__(
+        self,
+        dataset: CocoDataset,
+        image_ids: Sequence[int],
+        batch_size: int,
+        input_size: tuple[int, int],
+        augment: bool = False,
+        shuffle: bool = False,
+        seed: int = 108241,
+        resize_mode: ResizeMode = "resize",
+        workers: int = 2,
+        max_queue_size: int = 8,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if not image_ids:
+            raise DatasetError("a data split has no images; add images or change the split sizes")
+        if resize_mode not in ("resize", "crop"):
+            raise ConfigError(f"unknown resize_mode {resize_mode!r}; choose 'resize' or 'crop'")
+        self.dataset = dataset
+        self.image_ids: tuple[int, ...] = tuple(int(i) for i in image_ids)
+        self.batch_size = int(batch_size)
+        self.input_size: tuple[int, int] = (int(input_size[0]), int(input_size[1]))
+        self.augment = augment
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.resize_mode: ResizeMode = resize_mode
+        self._epoch = 0
+        self._order: tuple[int, ...] = self._order_for(0)
+        # One Compose per thread: a Compose holds its random state, which is re-seeded per sample.
+        self._local = threading.local()
+
+    @property
+    def epoch(self) -> int:
+        """Number of completed epochs (``on_epoch_end`` calls or :meth:`set_epoch`)."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s order and augmentation draws.
+
+        To resume a run, call ``set_epoch(initial_epoch)`` before
+        ``fit(initial_epoch=...)``: the resumed epochs then replay the
+        uninterrupted run's draws. (Keras 3 ``fit`` calls ``on_epoch_end``
+        once before its first epoch too, on both runs alike.)
+        """
+        self._epoch = int(epoch)
+        self._order = self._order_for(self._epoch)
+
+    def __len__(self) -> int:
+        """Batches per epoch: ``ceil(len(image_ids) / batch_size)``."""
+        return math.ceil(len(self.image_ids) / self.batch_size)
+
+    def batch_ids(self, index: int) -> tuple[int, ...]:
+        """Image ids of batch ``index`` in the current epoch (e.g. to caption predictions)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        start = index * self.batch_size
+        return self._order[start : start + self.batch_size]
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``index``: float32 images (B, H, W, 3) in 0..255, masks (B, H, W, 1) in {0, 1}."""
+        ids = self.batch_ids(index)
+        start = index * self.batch_size
+        height, width = self.input_size
+        images = np.empty((len(ids), height, width, 3), dtype=np.float32)
+        masks = np.empty((len(ids), height, width, 1), dtype=np.float32)
+        for k, image_id in enumerate(ids):
+            image, mask = self.dataset.load_sample(image_id)
+            image, mask = _fit(image, mask, self.input_size, self.resize_mode)
+            if self.augment:
+                image, mask = self._augment(image, mask, start + k)
+            images[k] = image
+            masks[k, ..., 0] = mask
+        return images, masks
+
+    def on_epoch_end(self) -> None:
+        """Advance the epoch; with ``shuffle`` the next epoch gets a new order."""
+        self.set_epoch(self._epoch + 1)
+
+    def _order_for(self, epoch: int) -> tuple[int, ...]:
+        if not self.shuffle:
+            return self.image_ids
+        rng = np.random.default_rng([self.seed, epoch])
+        return tuple(self.image_ids[i] for i in rng.permutation(len(self.image_ids)))
+
+    def _augment(
+        self, image: np.ndarray, mask: np.ndarray, position: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        transform: Any = getattr(self._local, "transform", None)
+        if transform is None:
+            transform = seed_augmentation(*self.input_size)
+            self._local.transform = transform
+        sample_seed = np.random.SeedSequence([self.seed, self._epoch, position])
+        transform.set_random_seed(int(sample_seed.generate_state(1)[0]))
+        out = transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
+        return out["image"], out["mask"]
+
+
+def make_sequences(
+    dataset: CocoDataset,
+    splits: Splits,
+    model_input_size: tuple[int, int],
+    train_config: TrainConfig,
+) -> dict[str, CocoSequence]:
+    """The ``"train"``, ``"valid"`` and ``"test"`` sequences of a training run.
+
+    Only ``"train"`` is augmented (if ``train_config.augment``) and shuffled:
+    validation and test batches must be the same at every evaluation so that
+    their metrics are comparable across epochs and runs.
+
+    Args:
+        dataset: the loaded COCO dataset.
+        splits: image ids per split.
+        model_input_size: model input ``(height, width)``.
+        train_config: its ``batch_size``, ``workers``, ``resize_mode``, ``seed`` and
+            ``augment`` are used.
+    """
+    common: dict[str, Any] = {
+        "batch_size": train_config.batch_size,
+        "input_size": model_input_size,
+        "seed": train_config.seed,
+        "resize_mode": train_config.resize_mode,
+        "workers": train_config.workers,
+    }
+    return {
+        "train": CocoSequence(
+            dataset, splits.train, augment=train_config.augment, shuffle=True, **common
+        ),
+        "valid": CocoSequence(dataset, splits.valid, **common),
+        "test": CocoSequence(dataset, splits.test, **common),
+    }
