@@ -1,0 +1,73 @@
+"""The mapseg model file: metadata, atomic save, plain Keras reload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from mapseg_core.config import make_config
+from mapseg_core.errors import ModelError, OutputError
+from mapseg_core.models.artifact import load_artifact, read_metadata, save_artifact
+from mapseg_core.models.unet import build_unet
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_unet(make_config("tiny").model)
+
+
+def test_round_trip_keeps_predictions_and_metadata(tmp_path, tiny_model):
+    path = save_artifact(tiny_model, tmp_path / "m.keras", {"preset": "tiny", "gsd": 0.5})
+    model, meta = load_artifact(path)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), tiny_model.predict(x, verbose=0))
+    assert meta["format"] == "mapseg-model" and meta["gsd"] == 0.5 and meta["preset"] == "tiny"
+    assert meta["normalization"] == {"kind": "range", "min": 0.0, "max": 255.0}
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_plain_keras_load_model_in_a_fresh_process(tmp_path, tiny_model):
+    """A colleague needs only ``import mapseg_core`` and ``keras.saving.load_model``."""
+    path = save_artifact(tiny_model, tmp_path / "m.keras", {})
+    x = np.random.default_rng(1).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, keras, mapseg_core.models.losses\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"
+        "np.save(sys.argv[2], m.predict(np.load(sys.argv[3]), verbose=0))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "y.npy"),
+                    str(tmp_path / "x.npy")], check=True, capture_output=True, timeout=300)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), tiny_model.predict(x, verbose=0))
+
+
+def test_not_a_model_file(tmp_path):
+    junk = tmp_path / "junk.keras"
+    junk.write_text("hello")
+    with pytest.raises(ModelError, match="not a mapseg model"):
+        read_metadata(junk)
+    plain = tmp_path / "plain.zip"
+    with zipfile.ZipFile(plain, "w") as zf:
+        zf.writestr("mapseg.json", json.dumps({"format": "other"}))
+    with pytest.raises(ModelError, match="not a mapseg model"):
+        read_metadata(plain)
+    with pytest.raises(ModelError, match="--model"):
+        read_metadata(tmp_path / "missing.keras")
+
+
+def test_newer_format_is_refused(tmp_path):
+    path = tmp_path / "future.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("mapseg.json", json.dumps({"format": "mapseg-model", "format_version": 99}))
+    with pytest.raises(ModelError, match="upgrade mapseg"):
+        read_metadata(path)
+
+
+def test_wrong_suffix(tmp_path, tiny_model):
+    with pytest.raises(OutputError, match=".keras"):
+        save_artifact(tiny_model, tmp_path / "m.h5", {})

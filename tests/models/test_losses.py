@@ -1,0 +1,94 @@
+"""Losses and metrics against hand-computed numpy."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from mapseg_core.models import losses
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.fixture
+def batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    y = np.zeros((3, 5, 6, 1), "float32")
+    y[0, 1:4, 2:5] = 1
+    y[1, :, :2] = 1  # image 2 has no building at all
+    logits = rng.normal(0, 2, size=y.shape).astype("float32")
+    return y, logits
+
+
+def _np_dice(y: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    p = _sigmoid(logits.astype("float64"))
+    inter = (y * p).sum(axis=(1, 2, 3))
+    return (2 * inter + 1) / (y.sum(axis=(1, 2, 3)) + p.sum(axis=(1, 2, 3)) + 1)
+
+
+def _np_bce(y: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    x = logits.astype("float64")
+    per_pixel = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    return per_pixel.mean(axis=(1, 2, 3))
+
+
+def test_dice_matches_numpy(batch):
+    y, logits = batch
+    got = float(keras.ops.convert_to_numpy(losses.dice_coef(y, logits)))
+    assert got == pytest.approx(_np_dice(y, logits).mean(), rel=1e-5)
+
+
+def test_dice_of_empty_image_with_empty_prediction_is_one():
+    y = np.zeros((1, 4, 4, 1), "float32")
+    logits = np.full(y.shape, -50.0, "float32")
+    assert float(losses.dice_coef(y, logits)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_combo_loss_matches_seed_formula(batch):
+    y, logits = batch
+    expected = (0.05 * _np_bce(y, logits) - 0.95 * _np_dice(y, logits)).mean()
+    got = float(losses.ComboLoss(0.05)(y, logits))
+    assert got == pytest.approx(expected, rel=1e-5)
+    heavier = float(losses.ComboLoss(0.5)(y, logits))
+    assert heavier == pytest.approx((0.5 * _np_bce(y, logits) - 0.5 * _np_dice(y, logits)).mean(), rel=1e-5)
+
+
+def test_perfect_prediction_reaches_minus_dice_weight():
+    y = np.zeros((2, 8, 8, 1), "float32")
+    y[:, 2:6, 2:6] = 1
+    logits = np.where(y > 0, 30.0, -30.0).astype("float32")
+    assert float(losses.ComboLoss(0.05)(y, logits)) == pytest.approx(-0.95, abs=1e-3)
+
+
+def test_spatial_tpr_and_iou_match_numpy(batch):
+    y, logits = batch
+    hit = (logits > 0).astype("float64")
+    tpr = (y * hit).sum() / y.sum()
+    assert float(losses.spatial_true_positive_rate(y, logits)) == pytest.approx(tpr, rel=1e-6)
+    inter = (y * hit).sum(axis=(1, 2, 3))
+    union = np.maximum(y, hit).sum(axis=(1, 2, 3))
+    assert float(losses.iou_coef(y, logits)) == pytest.approx(((inter + 1) / (union + 1)).mean(), rel=1e-6)
+
+
+def test_metrics_accumulate_independent_of_batching(batch):
+    y, logits = batch
+    whole = {m.name: m for m in losses.make_metrics()}
+    split = {m.name: m for m in losses.make_metrics()}
+    for m in whole.values():
+        m.update_state(y, logits)
+    for m in split.values():
+        m.update_state(y[:1], logits[:1])
+        m.update_state(y[1:], logits[1:])
+    for name in whole:
+        assert float(whole[name].result()) == pytest.approx(float(split[name].result()), rel=1e-6), name
+    acc = ((logits > 0) == (y > 0)).mean()
+    assert float(whole["binary_accuracy"].result()) == pytest.approx(acc, rel=1e-6)
+
+
+def test_losses_are_registered_for_plain_keras_loading():
+    for name in ("ComboLoss", "dice_coef", "dice_per_image", "iou_per_image",
+                 "SpatialTruePositiveRate"):
+        assert keras.saving.get_registered_object(f"mapseg>{name}") is not None, name
