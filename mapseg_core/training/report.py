@@ -146,7 +146,8 @@ def plot_predictions(
         for j, panel in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(panel, cmap=None if j == 0 else "gray", vmin=0, vmax=None if j == 0 else 1)
-            ax.axis("off")
+            ax.set_xticks([])  # keep the frame: an all-building prediction is all white
+            ax.set_yticks([])
             if i == 0:
                 ax.set_title(titles[j])
     fig.tight_layout()
