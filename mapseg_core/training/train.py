@@ -75,6 +75,7 @@ def train(
     run_dir = Path(run_dir)
     _claim_run_dir(run_dir, overwrite, dry_run=True)
     dataset = load_coco(annotations, images_dir, config.train.category_ids)
+    dataset.check_images()
     splits = make_splits(
         dataset.image_ids, config.train.train_size, config.train.valid_size, config.train.seed
     )

@@ -1,0 +1,175 @@
+"""``mapseg train`` / ``evaluate`` doors: one-line errors, exit codes, nothing written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import make_learnable_coco
+
+from mapseg_cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    return make_learnable_coco(tmp_path_factory.mktemp("coco"), n_images=6)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data) -> Path:
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = CliRunner().invoke(cli, ["train", str(data[0]), str(data[1]), "-o", str(run),
+                                      "--preset", "tiny", "--epochs", "1", "--workers", "1", "-q"])
+    assert result.exit_code == 0, result.output + result.stderr
+    return run
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code not in (0, 70), result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mapseg: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _train(args: list[str]):
+    return CliRunner().invoke(cli, ["train", *args, "--preset", "tiny", "--epochs", "1", "-q"])
+
+
+def _copy(data: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(data[1], images)
+    annotations = tmp_path / "annotation.json"
+    annotations.write_text(data[0].read_text())
+    return annotations, images
+
+
+def test_missing_annotations(tmp_path, data):
+    result = _train([str(tmp_path / "nope.json"), str(data[1]), "-o", str(tmp_path / "run")])
+    _one_line_error(result, "nope.json")
+    assert not (tmp_path / "run").exists()
+
+
+def test_annotations_not_json(tmp_path, data):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    _one_line_error(_train([str(bad), str(data[1]), "-o", str(tmp_path / "run")]), "JSON")
+    assert not (tmp_path / "run").exists()
+
+
+def test_annotations_not_coco(tmp_path, data):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    _one_line_error(_train([str(bad), str(data[1]), "-o", str(tmp_path / "run")]), "COCO")
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_images_of_category(tmp_path, data):
+    result = _train([str(data[0]), str(data[1]), "-o", str(tmp_path / "run"),
+                     "--category-ids", "999"])
+    _one_line_error(result, "999")
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_files_missing(tmp_path, data):
+    annotations, images = _copy(data, tmp_path)
+    for name in ("0001.png", "0002.png"):
+        (images / name).unlink()
+    result = _train([str(annotations), str(images), "-o", str(tmp_path / "run")])
+    _one_line_error(result, "2", "0001.png")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_image(tmp_path, data):
+    annotations, images = _copy(data, tmp_path)
+    (images / "0003.png").write_bytes(b"this is not a png")
+    result = _train([str(annotations), str(images), "-o", str(tmp_path / "run")])
+    _one_line_error(result, "0003.png", "corrupt")
+    assert not (tmp_path / "run").exists()
+
+
+def test_output_exists_and_is_not_a_run(tmp_path, data):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("x")
+    _one_line_error(_train([str(data[0]), str(data[1]), "-o", str(run)]), "--overwrite")
+    assert [p.name for p in run.iterdir()] == ["keep.txt"]
+
+
+def test_resume_on_a_folder_that_is_not_a_run(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path), "-q"])
+    _one_line_error(result, "not a mapseg run directory")
+
+
+def test_weights_that_do_not_fit_the_encoder(tmp_path, data):
+    import keras
+
+    weights = tmp_path / "other.weights.h5"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(weights)
+    result = CliRunner().invoke(cli, [
+        "train", str(data[0]), str(data[1]), "-o", str(tmp_path / "run"), "--preset", "b0",
+        "--input-size", "64,64", "--encoder-weights", str(weights), "-q"])
+    _one_line_error(result, "do not fit efficientnetb0")
+    assert not (tmp_path / "run").exists()
+
+
+def test_reduce_lr_with_schedule_is_refused(tmp_path, data):
+    result = CliRunner().invoke(cli, [
+        "train", str(data[0]), str(data[1]), "-o", str(tmp_path / "run"),
+        "--reduce-lr-on-plateau", "--lr-schedule", "sgdr"])
+    _one_line_error(result, "--lr-schedule constant")
+
+
+def test_error_line_through_a_real_process(tmp_path):
+    """The installed entry point: exit code 2, one line, no traceback."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mapseg_cli.main", "train", str(tmp_path / "missing.json"),
+         str(tmp_path), "-o", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("mapseg: error:") and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_prints_the_seed_table(trained, data):
+    result = CliRunner().invoke(cli, ["evaluate", str(trained / "model.keras"), str(data[0]),
+                                      str(data[1]), "--split-file", str(trained / "splits.json"),
+                                      "--progress", "none"])
+    assert result.exit_code == 0, result.stderr
+    for row in ("Loss", "Binary Accuracy", "Dice Coefficient", "Spatial True Positive Rate", "IoU"):
+        assert row in result.output
+    assert "train" in result.output and "valid" in result.output and "test" in result.output
+
+
+def test_evaluate_json_and_csv(trained, data, tmp_path):
+    csv_path = tmp_path / "scores.csv"
+    args = ["evaluate", str(trained / "model.keras"), str(data[0]), str(data[1]), "--json",
+            "--csv", str(csv_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.stderr
+    scores = json.loads(result.output)
+    assert set(scores) == {"all"} and 0 <= scores["all"]["dice_coef"] <= 1
+    assert csv_path.read_text().splitlines()[0] == "metric,all"
+    again = CliRunner().invoke(cli, args)
+    _one_line_error(again, "--overwrite")
+
+
+def test_evaluate_with_a_file_that_is_not_a_model(tmp_path, data):
+    fake = tmp_path / "model.keras"
+    fake.write_text("no")
+    result = CliRunner().invoke(cli, ["evaluate", str(fake), str(data[0]), str(data[1])])
+    _one_line_error(result, "not a mapseg model")
+
+
+def test_help_has_examples():
+    for command in ("train", "evaluate"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and f"$ mapseg {command}" in result.output
+    version = CliRunner().invoke(cli, ["--version"])
+    assert version.exit_code == 0 and "mapseg, version" in version.output
