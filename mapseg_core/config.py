@@ -250,3 +250,67 @@ def make_config(preset: str = "seed-b4", **overrides: Any) -> RunConfig:
     model = validate(dataclasses.replace(base.model, **model_kw))
     train = validate(dataclasses.replace(base.train, **train_kw))
     return RunConfig(preset=preset, model=model, train=train)
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Options of ``mapseg tile-infer`` (tiled inference over rasters -> GeoPackage).
+
+    Field names are the CLI option names (``block_size`` is ``--block-size``).
+    """
+
+    # 1-based raster bands fed to the model, in model order (None: from the colour
+    # interpretation, else the first bands; see docs/tile-infer.md for the rules).
+    bands: tuple[int, ...] | None = None
+    # Nodata override: a value ("255"), "none" to ignore the declared value, None: as declared.
+    nodata: float | Literal["none"] | None = None
+    # CRS to assume for rasters without one ("EPSG:32633"); None refuses such rasters.
+    assume_crs: str | None = None
+    # Metres per pixel to run the model at (None: the model's gsd; "native": never resample).
+    gsd: float | Literal["native"] | None = None
+    # Relative GSD difference below which a raster is used at its own resolution.
+    gsd_tolerance: float = 0.05
+    # Pixels cropped at each model-window side (None: the model's receptive_margin).
+    overlap: int | None = None
+    # Side of a processing block in pixels (rounded up to whole window cores).
+    block_size: int = 1024
+    # Model windows per predict call.
+    batch_size: int = 8
+    # Round the window core down to a multiple of this (network downsampling; 1 disables).
+    align: int = 32
+    # Probability at or above which a pixel is a building (None: the model's threshold).
+    threshold: float | None = None
+    # "auto": uint8 as is, other dtypes stretched by percentiles; "percentile"; "none".
+    normalization: Literal["auto", "percentile", "none"] = "auto"
+    # Low and high percentile of the per-raster stretch.
+    percentiles: tuple[float, float] = (2.0, 98.0)
+    # Buildings smaller than this (square metres) are dropped.
+    min_area: float = 2.0
+    # Simplification tolerance in metres (0: pixel-exact outlines).
+    simplify: float = 0.0
+    # Square building corners (orthogonal regularization).
+    regularize: bool = False
+    # Output layer name.
+    layer: str = "buildings"
+    # Output CRS (None: the first raster's CRS).
+    crs: str | None = None
+    # Replace an existing output instead of refusing.
+    overwrite: bool = False
+    # Also write the probabilities (uint8 GeoTIFF, scale 1/255) on the input grid here.
+    save_probabilities: str | None = None
+    # Also write the building mask (uint8 0/1 GeoTIFF) on the input grid here.
+    save_mask: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1 or self.batch_size < 1:
+            raise ConfigError("block_size and batch_size must be at least 1")
+        if self.overlap is not None and self.overlap < 0:
+            raise ConfigError(f"overlap must be 0 or more pixels, got {self.overlap}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.min_area < 0 or self.simplify < 0:
+            raise ConfigError("min_area and simplify must be 0 or more (metres)")
+        if isinstance(self.gsd, float | int) and self.gsd <= 0:
+            raise ConfigError(f"gsd must be positive metres per pixel, got {self.gsd}")
+        if self.bands is not None and (not self.bands or min(self.bands) < 1):
+            raise ConfigError("bands are 1-based raster band numbers, e.g. --bands 1,2,3")

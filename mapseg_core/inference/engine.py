@@ -1,0 +1,870 @@
+"""Tiled inference over rasters: the only inference module that opens rasters.
+
+:func:`tile_infer` is the one function behind ``mapseg tile-infer``, the QGIS
+plugin and (later) a Dask cluster. Its steps:
+
+1. **Check** the output (exists? writable?), the model file's metadata and
+   every raster (readable, CRS, bands) before any heavy work, so a bad input
+   fails in a second with a one-line message and leaves nothing behind.
+2. **Plan** each raster (:class:`RasterPlan`): bands, nodata rule, one
+   normalization from a sample of valid pixels, working grid at the model's
+   GSD, block and window grid.
+3. **Blocks** (:func:`run_block`, a pure-enough function of an open dataset,
+   a plan, a block, a predictor and the config that a Dask worker can call):
+   windowed read -> normalize -> pad -> model windows -> batched predict ->
+   centre crop -> building mask -> polygons split into complete buildings and
+   border pieces.
+4. **Merge** border pieces (:class:`~mapseg_core.vectorize.polygons.BorderMerger`,
+   any completion order), polish (min area, simplify, regularize) and stream
+   the features into an atomic GeoPackage.
+
+Memory is bounded by one block (plus its margins) and the buildings waiting
+on unfinished block borders; the raster is never read whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.errors
+from affine import Affine
+from numpy.typing import NDArray
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from mapseg_core import __version__
+from mapseg_core.config import TileConfig
+from mapseg_core.errors import ConfigError, InputFileNotFound, RasterError
+from mapseg_core.inference.normalize import BandScaling, apply_scaling, choose_scaling
+from mapseg_core.inference.stitch import assemble_cores, pad_block, split_windows, to_probability
+from mapseg_core.inference.windows import Block, WindowGrid, make_grid
+from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
+from mapseg_core.progress import Reporter, null_reporter, progress_event
+from mapseg_core.vectorize.gpkg import GpkgWriter, check_output, temporary_sibling
+from mapseg_core.vectorize.polygons import (
+    BlockPolygons,
+    BorderMerger,
+    Building,
+    PolishOptions,
+    mean_score,
+    pixel_area,
+    polish,
+    vectorize_block,
+)
+
+#: GDAL block cache while tiling. GDAL's default (5 % of RAM) would keep every decoded
+#: block of a big raster; blocks are read once in row order, so a cache that holds the
+#: rows the next block row re-reads (its top margin) is all that helps.
+GDAL_CACHE_BYTES = 64 * 2**20
+
+# === Pure helpers (no I/O) ===
+
+
+def choose_bands(
+    colorinterp: Sequence[str],
+    model_bands: int,
+    band_names: Sequence[str],
+    requested: Sequence[int] | None,
+) -> tuple[tuple[int, ...], list[str]]:
+    """Raster bands (1-based) to feed the model, in model order, and warnings.
+
+    Rules, first match wins:
+
+    1. ``requested`` (``--bands``): used as given; its length must be the model's band count.
+    2. Every model band name (``red``, ``green``, ``blue``, ``nir``...) is a colour
+       interpretation of the raster: those bands, in the model's order. This is what
+       picks RGB out of RGBA or RGBN files whose bands are labelled.
+    3. The raster has exactly as many non-alpha bands as the model: bands 1..n.
+    4. One non-alpha band and a multi-band model: that band repeated (grey imagery
+       into an RGB model, with a warning: accuracy will suffer).
+    5. Otherwise the bands are ambiguous: :class:`RasterError` asking for ``--bands``.
+
+    Raises:
+        RasterError: no rule applies, or requested bands do not exist.
+    """
+    count = len(colorinterp)
+    names = [c.lower() for c in colorinterp]
+    if requested:
+        if len(requested) != model_bands:
+            raise RasterError(
+                f"--bands lists {len(requested)} bands but the model takes {model_bands} "
+                f"({', '.join(band_names)}); list {model_bands} band numbers"
+            )
+        bad = [b for b in requested if not 1 <= b <= count]
+        if bad:
+            raise RasterError(
+                f"band(s) {bad} do not exist in a {count}-band raster; "
+                f"pass --bands within 1..{count}"
+            )
+        return tuple(requested), []
+    wanted = [n.lower() for n in band_names][:model_bands]
+    if len(wanted) == model_bands and all(n in names for n in wanted):
+        return tuple(names.index(n) + 1 for n in wanted), []
+    data_bands = [k + 1 for k, n in enumerate(names) if n != "alpha"]
+    if len(data_bands) == model_bands:
+        return tuple(data_bands), []
+    if len(data_bands) == 1 and model_bands > 1:
+        return (data_bands[0],) * model_bands, [
+            f"single-band raster fed to a {model_bands}-band model by repeating band "
+            f"{data_bands[0]}; results on grey imagery are less reliable"
+        ]
+    raise RasterError(
+        f"raster has {count} bands ({', '.join(names)}) but the model takes {model_bands} "
+        f"({', '.join(band_names)}); pass --bands e.g. --bands "
+        + ",".join(str(k + 1) for k in range(model_bands))
+    )
+
+
+def metres_per_unit(crs: CRS, latitude: float) -> tuple[float, float]:
+    """Metres per CRS unit along x and y at ``latitude`` (degrees).
+
+    Projected CRSs: the linear unit's factor (1 for metres, 0.3048 for feet).
+    Geographic CRSs: the length of one degree of longitude and latitude on
+    the WGS84 ellipsoid at that latitude (series expansion, < 1 cm/degree error),
+    which is how metre-based options (GSD, min area, simplify) are converted
+    for rasters in degrees.
+    """
+    if crs.is_geographic:
+        phi = math.radians(latitude)
+        m_lat = 111132.92 - 559.82 * math.cos(2 * phi) + 1.175 * math.cos(4 * phi)
+        m_lon = 111412.84 * math.cos(phi) - 93.5 * math.cos(3 * phi)
+        return (abs(m_lon), m_lat)
+    try:
+        factor = float(crs.linear_units_factor[1])
+    except Exception:  # CRSs without a linear unit: assume metres
+        factor = 1.0
+    return (factor, factor)
+
+
+def working_grid(
+    transform: Affine,
+    width: int,
+    height: int,
+    raster_gsd: float,
+    target_gsd: float | None,
+    tolerance: float,
+) -> tuple[Affine, int, int]:
+    """Grid the model runs on: the raster's own, or resampled to ``target_gsd``.
+
+    A raster within ``tolerance`` of the target (or ``target_gsd=None``) is
+    used as it is: resampling costs time and blurs edges for no gain.
+    """
+    if target_gsd is None or abs(raster_gsd / target_gsd - 1.0) <= tolerance:
+        return transform, width, height
+    factor = target_gsd / raster_gsd
+    new_w = max(1, round(width / factor))
+    new_h = max(1, round(height / factor))
+    return transform @ Affine.scale(width / new_w, height / new_h), new_w, new_h
+
+
+# === Plans ===
+
+
+@dataclass(frozen=True)
+class RasterPlan:
+    """Everything fixed about one raster before its blocks run."""
+
+    # Path of the raster.
+    path: str
+    # Value of the ``source`` attribute (the file name).
+    name: str
+    # CRS of the raster (or the assumed one) as WKT; the polygons' CRS.
+    crs_wkt: str
+    # 1-based raster bands fed to the model, in model order (may repeat for grey input).
+    bands: tuple[int, ...]
+    # Value that marks nodata (all selected bands equal to it), or None.
+    nodata: float | None
+    # Use GDAL's mask (declared nodata, alpha or internal mask) for validity.
+    use_gdal_mask: bool
+    # Band holding alpha, if any (0: none); used when the nodata value is overridden.
+    alpha_band: int
+    # How raw values are scaled to the model's input range.
+    scaling: BandScaling
+    # Raster grid: transform, width, height.
+    src_transform: Affine
+    # Raster width in pixels.
+    src_width: int
+    # Raster height in pixels.
+    src_height: int
+    # Working grid the model runs on (equal to the raster grid unless resampled).
+    transform: Affine
+    # Working grid width.
+    width: int
+    # Working grid height.
+    height: int
+    # Metres per CRS unit (x, y), for area and tolerance conversion.
+    metres: tuple[float, float]
+    # Ground resolution of the raster in metres.
+    gsd: float
+    # Ground resolution the model runs at in metres.
+    work_gsd: float
+    # Blocks and model windows.
+    grid: WindowGrid
+    # Probability threshold.
+    threshold: float
+    # "logits" or "probabilities".
+    output: str
+
+    @property
+    def resampled(self) -> bool:
+        """True when the model runs on a resampled grid."""
+        return (self.width, self.height) != (self.src_width, self.src_height)
+
+    @property
+    def crs(self) -> CRS:
+        """The plan's CRS as a rasterio CRS."""
+        return CRS.from_wkt(self.crs_wkt)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary for metadata and the run summary."""
+        return {
+            "raster": self.path,
+            "bands": list(self.bands),
+            "nodata": self.nodata,
+            "normalization": self.scaling.to_dict(),
+            "gsd_m": round(self.gsd, 4),
+            "model_gsd_m": round(self.work_gsd, 4),
+            "resampled": self.resampled,
+            "blocks": len(self.grid),
+        }
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """What one block produces."""
+
+    # The block.
+    block: Block
+    # Its polygons: complete buildings and border pieces.
+    polygons: BlockPolygons
+    # Probabilities of the block's pixels (kept only when a probability/mask file is written).
+    probability: NDArray[np.float32] | None
+    # Pixels of the block that hold data.
+    valid_pixels: int
+
+
+class Predictor:
+    """A loaded model and how to call it: batched, numpy in and out."""
+
+    def __init__(self, model: Any, metadata: dict[str, Any], batch_size: int):
+        """Args:
+        model: a Keras model mapping ``(n, h, w, bands)`` float32 to ``(n, h, w, 1)``.
+        metadata: the model file's metadata.
+        batch_size: windows per ``predict_on_batch`` call.
+        """
+        self.model = model
+        self.metadata = metadata
+        self.batch_size = batch_size
+
+    def __call__(self, windows: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Raw model output ``(n, h, w)`` for ``windows``."""
+        out = np.empty(windows.shape[:3], dtype=np.float32)
+        for start in range(0, len(windows), self.batch_size):
+            batch = windows[start : start + self.batch_size]
+            pred = np.asarray(self.model.predict_on_batch(batch))
+            out[start : start + len(batch)] = pred.reshape(pred.shape[:3])
+        return out
+
+
+# === Raster I/O ===
+
+
+def _open(path: str) -> rasterio.DatasetReader:
+    if not Path(path).exists():
+        raise InputFileNotFound(f"raster {path} not found; check the path")
+    if Path(path).is_dir():
+        raise RasterError(f"{path} is a folder, not a raster; pass GeoTIFF files")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except rasterio.errors.RasterioIOError:
+        raise RasterError(
+            f"{path} is not a raster GDAL can read; pass a GeoTIFF (or another GDAL raster)"
+        ) from None
+
+
+@contextlib.contextmanager
+def open_working(plan: RasterPlan) -> Iterator[Any]:
+    """The raster as the model sees it: the file itself or a resampling VRT."""
+    with _open(plan.path) as src:
+        if not plan.resampled:
+            yield src
+            return
+        kwargs: dict[str, Any] = {
+            "crs": plan.crs,
+            "transform": plan.transform,
+            "width": plan.width,
+            "height": plan.height,
+            "resampling": Resampling.bilinear,
+        }
+        if src.crs is None:
+            kwargs["src_crs"] = plan.crs
+            kwargs["src_transform"] = src.transform
+        if plan.nodata is not None and not plan.use_gdal_mask:
+            kwargs["src_nodata"] = plan.nodata
+            kwargs["nodata"] = plan.nodata
+        with WarpedVRT(src, **kwargs) as vrt:
+            yield vrt
+
+
+def _valid_mask(ds: Any, plan: RasterPlan, data: NDArray[Any], window: Window) -> NDArray[np.bool_]:
+    """True where a pixel holds data, from the plan's nodata rule."""
+    if plan.use_gdal_mask:
+        masks = ds.read_masks(sorted(set(plan.bands)), window=window)
+        return np.asarray(masks.any(axis=0))
+    valid = np.ones(data.shape[:2], dtype=bool)
+    if plan.nodata is not None:
+        valid &= ~np.all(data == plan.nodata, axis=2)
+    if plan.alpha_band:
+        valid &= ds.read(plan.alpha_band, window=window) > 0
+    return valid
+
+
+def _read(ds: Any, plan: RasterPlan, window: Window) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Band-last pixels of ``window`` in model band order, and their validity."""
+    unique = sorted(set(plan.bands))
+    raw = ds.read(unique, window=window)
+    order = [unique.index(b) for b in plan.bands]
+    data = np.moveaxis(raw[order], 0, -1)
+    return data, _valid_mask(ds, plan, data, window)
+
+
+def _sample(ds: Any, plan: RasterPlan, max_side: int = 1024) -> NDArray[Any]:
+    """Valid pixels ``(n, bands)`` for the normalization statistics.
+
+    Uses the overviews when the file has them (one decimated read), a grid of
+    up to 16 windows of 256 px otherwise: never the whole raster.
+    """
+    if ds.overviews(plan.bands[0]):
+        scale = max(ds.height, ds.width) / max_side
+        shape = (max(1, int(ds.height / scale)), max(1, int(ds.width / scale)))
+        unique = sorted(set(plan.bands))
+        raw = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
+        data = np.moveaxis(raw[[unique.index(b) for b in plan.bands]], 0, -1)
+        if plan.use_gdal_mask:
+            masks = ds.read_masks(unique, out_shape=(len(unique), *shape))
+            valid = masks.any(axis=0)
+        else:
+            valid = np.ones(shape, dtype=bool)
+            if plan.nodata is not None:
+                valid &= ~np.all(data == plan.nodata, axis=2)
+        return np.asarray(data[valid])
+    side = 256
+    rows = np.unique(np.linspace(0, max(0, ds.height - side), 4).astype(int))
+    cols = np.unique(np.linspace(0, max(0, ds.width - side), 4).astype(int))
+    parts = []
+    for r in rows:
+        for c in cols:
+            window = Window(int(c), int(r), min(side, ds.width), min(side, ds.height))
+            data, valid = _read(ds, plan, window)
+            parts.append(data[valid])
+    return np.concatenate(parts) if parts else np.empty((0, len(plan.bands)))
+
+
+def plan_raster(
+    path: str | os.PathLike[str], metadata: dict[str, Any], config: TileConfig
+) -> tuple[RasterPlan, list[str]]:
+    """Inspect a raster and fix how it will be processed; returns the plan and warnings.
+
+    Raises:
+        InputFileNotFound: the file does not exist.
+        RasterError: not a raster, no CRS (and no ``assume_crs``), unusable bands.
+    """
+    path = str(path)
+    notes: list[str] = []
+    with _open(path) as src:
+        crs = src.crs
+        if crs is None or not crs.to_wkt():
+            if not config.assume_crs:
+                raise RasterError(
+                    f"raster {path} has no CRS; pass --assume-crs EPSG:XXXX or georeference it"
+                )
+            try:
+                crs = CRS.from_user_input(config.assume_crs)
+            except rasterio.errors.CRSError:
+                raise ConfigError(
+                    f"--assume-crs {config.assume_crs!r} is not a CRS; pass e.g. EPSG:32633"
+                ) from None
+        if src.transform.is_identity:
+            notes.append(f"{Path(path).name} has no geotransform; pixel coordinates are used")
+        colorinterp = [ci.name for ci in src.colorinterp]
+        bands, band_notes = choose_bands(
+            colorinterp,
+            int(metadata["bands"]),
+            list(metadata.get("band_names") or []),
+            config.bands,
+        )
+        notes += band_notes
+        alpha = next((k + 1 for k, c in enumerate(src.colorinterp) if c == ColorInterp.alpha), 0)
+        if config.nodata == "none":
+            nodata, use_gdal_mask = None, False
+        elif config.nodata is not None:
+            nodata, use_gdal_mask = float(config.nodata), False
+        else:
+            nodata = src.nodata
+            flags = src.mask_flag_enums[bands[0] - 1]
+            use_gdal_mask = MaskFlags.all_valid not in flags or alpha > 0
+        if src.nodata is not None and config.nodata is None and src.dtypes[0] == "uint8":
+            if src.nodata in (0.0, 255.0):
+                notes.append(
+                    f"{Path(path).name} declares nodata={src.nodata:g}, also a valid colour "
+                    f"(white roofs at 255); pixels equal to it in all bands are skipped. "
+                    "Pass --nodata none to use them"
+                )
+        bounds = src.bounds
+        latitude = (bounds.top + bounds.bottom) / 2 if crs.is_geographic else 0.0
+        metres = metres_per_unit(crs, latitude)
+        gsd = math.sqrt(abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d))
+        gsd *= math.sqrt(metres[0] * metres[1])
+        if config.gsd == "native":
+            target: float | None = None
+        else:
+            target = float(config.gsd) if config.gsd is not None else float(metadata["gsd"])
+        transform, width, height = working_grid(
+            src.transform, src.width, src.height, gsd, target, config.gsd_tolerance
+        )
+        tile = tuple(int(v) for v in metadata["input_size"])
+        margin = config.overlap if config.overlap is not None else int(metadata["receptive_margin"])
+        grid = make_grid(height, width, (tile[0], tile[1]), margin, config.block_size, config.align)
+        threshold = (
+            config.threshold if config.threshold is not None else float(metadata["threshold"])
+        )
+        provisional = RasterPlan(
+            path=path,
+            name=Path(path).name,
+            crs_wkt=crs.to_wkt(),
+            bands=bands,
+            nodata=nodata,
+            use_gdal_mask=use_gdal_mask,
+            alpha_band=alpha,
+            scaling=choose_scaling("uint8", len(bands), {"min": 0, "max": 255}, None, "none"),
+            src_transform=src.transform,
+            src_width=src.width,
+            src_height=src.height,
+            transform=transform,
+            width=width,
+            height=height,
+            metres=metres,
+            gsd=gsd,
+            work_gsd=target if target is not None and transform != src.transform else gsd,
+            grid=grid,
+            threshold=threshold,
+            output=str(metadata.get("output", "logits")),
+        )
+        dtype = src.dtypes[bands[0] - 1]
+        needs_stats = config.normalization == "percentile" or (
+            config.normalization == "auto" and dtype != "uint8"
+        )
+        sample = _sample(src, provisional) if needs_stats else None
+        if needs_stats and sample is not None and len(sample) == 0:
+            notes.append(f"{Path(path).name}: no valid pixel in the statistics sample")
+    scaling = choose_scaling(
+        dtype,
+        len(bands),
+        dict(metadata.get("normalization") or {}),
+        sample,
+        config.normalization,
+        config.percentiles,
+    )
+    return dataclasses.replace(provisional, scaling=scaling), notes
+
+
+# === One block ===
+
+
+def run_block(
+    ds: Any, plan: RasterPlan, block: Block, predictor: Predictor, keep_probability: bool = False
+) -> BlockResult:
+    """Predict and vectorize one block of an open (working) dataset.
+
+    This is the unit of work a Dask worker runs: its inputs are an open
+    dataset (see :func:`process_block` for the path-based form), the raster's
+    plan, the block, and a loaded model; its output does not depend on any
+    other block, and :class:`BorderMerger` accepts the results in any order.
+    """
+    grid = plan.grid
+    bw = grid.windows_of(block)
+    data, valid = _read(ds, plan, bw.read)
+    m = grid.margin
+    shape = (block.height, block.width)
+    (top, _), (left, _) = bw.pad
+    inner = valid[m - top : m - top + block.height, m - left : m - left + block.width]
+    n_valid = int(inner.sum())
+    if n_valid == 0:
+        prob = np.zeros(shape, dtype=np.float32)
+    else:
+        x = apply_scaling(data, plan.scaling)
+        x[~valid] = plan.scaling.out_min
+        padded, padded_valid = pad_block(x, valid, bw.pad)
+        windows = split_windows(padded, bw.offsets, grid.tile)
+        raw = np.full(windows.shape[:3], -np.inf if plan.output == "logits" else 0.0, np.float32)
+        core_valid = np.array(
+            [
+                padded_valid[r + m : r + m + grid.core[0], c + m : c + m + grid.core[1]].any()
+                for r, c in bw.offsets
+            ]
+        )
+        if core_valid.any():
+            raw[core_valid] = predictor(windows[core_valid])
+        prob = assemble_cores(
+            to_probability(raw, "logits" if plan.output == "logits" else "probabilities"),
+            bw.shape,
+            m,
+            grid.core,
+            shape,
+        )
+        prob[~inner] = 0.0
+    mask = (prob >= plan.threshold) & inner
+    polygons = vectorize_block(
+        mask, prob, block.index, (block.row_off, block.col_off), grid.n_blocks
+    )
+    return BlockResult(block, polygons, prob if keep_probability else None, n_valid)
+
+
+def process_block(
+    plan: RasterPlan, block: Block, predictor: Predictor, keep_probability: bool = False
+) -> BlockResult:
+    """:func:`run_block` from the raster path (opens the file; for distributed workers)."""
+    with open_working(plan) as ds:
+        return run_block(ds, plan, block, predictor, keep_probability)
+
+
+# === Raster outputs ===
+
+
+class _ProbabilitySink:
+    """Writes block probabilities (or masks) to a GeoTIFF on the input grid, atomically."""
+
+    def __init__(self, target: Path, plan: RasterPlan, kind: str):
+        self.target = target
+        self.plan = plan
+        self.kind = kind
+        self.work = temporary_sibling(target)
+        profile = {
+            "driver": "GTiff",
+            "width": plan.width,
+            "height": plan.height,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": plan.crs,
+            "transform": plan.transform,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+        }
+        self.ds = rasterio.open(self.work, "w", **profile)
+
+    def write(self, result: BlockResult) -> None:
+        assert result.probability is not None
+        p = result.probability
+        if self.kind == "mask":
+            values = (p >= self.plan.threshold).astype(np.uint8)
+        else:
+            values = np.rint(p * 255.0).astype(np.uint8)
+        self.ds.write(values, 1, window=result.block.window)
+
+    def commit(self) -> None:
+        self.ds.close()
+        final = self.work
+        if self.plan.resampled:
+            final = temporary_sibling(self.target)
+            self._resample_back(final)
+            self.work.unlink()
+        with rasterio.open(final, "r+") as ds:
+            if self.kind == "probability":
+                ds.scales = (1 / 255,)
+            factors = [f for f in (2, 4, 8, 16, 32) if min(ds.width, ds.height) // f >= 64]
+            if factors:
+                ds.build_overviews(
+                    factors,
+                    Resampling.average if self.kind == "probability" else Resampling.nearest,
+                )
+        os.replace(final, self.target)
+
+    def _resample_back(self, final: Path) -> None:
+        plan = self.plan
+        profile = {
+            "driver": "GTiff",
+            "width": plan.src_width,
+            "height": plan.src_height,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": plan.crs,
+            "transform": plan.src_transform,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+        }
+        resampling = Resampling.bilinear if self.kind == "probability" else Resampling.nearest
+        with (
+            rasterio.open(self.work) as work,
+            WarpedVRT(
+                work,
+                crs=plan.crs,
+                transform=plan.src_transform,
+                width=plan.src_width,
+                height=plan.src_height,
+                resampling=resampling,
+            ) as vrt,
+            rasterio.open(final, "w", **profile) as out,
+        ):
+            for _, window in out.block_windows(1):
+                out.write(vrt.read(1, window=window), 1, window=window)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ds.close()
+        self.work.unlink(missing_ok=True)
+
+
+def _raster_target(option: str, raster: str, several: bool) -> Path:
+    path = Path(option)
+    if several:
+        path = path.with_name(f"{path.stem}_{Path(raster).stem}{path.suffix or '.tif'}")
+    return path
+
+
+# === The public function ===
+
+
+def tile_infer(
+    rasters: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    model: str | os.PathLike[str],
+    config: TileConfig | None = None,
+    report: Reporter = null_reporter,
+    loaded_model: Any = None,
+) -> dict[str, Any]:
+    """Detect buildings in ``rasters`` and write them to one GeoPackage layer.
+
+    Args:
+        rasters: one or more GDAL rasters (GeoTIFF); several go into one layer,
+            reprojected to the first raster's CRS (or ``config.crs``).
+        output: target ``.gpkg``; written atomically (temporary file + rename).
+        model: a mapseg ``.keras`` model file (hashed into the provenance).
+        config: options (:class:`~mapseg_core.config.TileConfig`).
+        report: receives progress events (:mod:`mapseg_core.progress`).
+        loaded_model: the Keras model already loaded from ``model`` (to load it
+            once per process when calling repeatedly); None loads it here.
+
+    Returns:
+        The summary: ``features``, ``blocks``, ``seconds``, ``megapixels``,
+        ``mpx_per_s``, ``km2``, ``km2_per_h``, ``rasters`` (one plan record each,
+        with its normalization), ``warnings``, ``output``.
+
+    Raises:
+        MapsegError: subclasses with one-line messages (bad raster, model, output).
+    """
+    config = config or TileConfig()
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        return _tile_infer(rasters, output, model, config, report, loaded_model)
+
+
+def _tile_infer(
+    rasters: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    model: str | os.PathLike[str],
+    config: TileConfig,
+    report: Reporter,
+    loaded_model: Any,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    if not rasters:
+        raise ConfigError("no raster given; pass one or more GeoTIFF files")
+    output = check_output(output, config.overwrite)
+    extra_outputs = [
+        (opt, kind)
+        for opt, kind in ((config.save_probabilities, "probability"), (config.save_mask, "mask"))
+        if opt
+    ]
+    several = len(rasters) > 1
+    for opt, _ in extra_outputs:
+        for raster in rasters:
+            check_output(_raster_target(opt, str(raster), several), config.overwrite, "the path")
+    metadata = read_metadata(model)
+    warnings_out: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings_out.append(message)
+        report({"event": "warning", "message": message})
+
+    plans: list[RasterPlan] = []
+    for raster in rasters:
+        plan, notes = plan_raster(raster, metadata, config)
+        plans.append(plan)
+        for note in notes:
+            warn(note)
+    out_crs = CRS.from_user_input(config.crs) if config.crs else plans[0].crs
+    model_hash = file_sha256(model)
+    provenance = {
+        "mapseg_version": __version__,
+        "model": str(model),
+        "model_sha256": model_hash,
+        "parameters": {k: v for k, v in dataclasses.asdict(config).items()},
+        "rasters": [p.record() for p in plans],
+    }
+    total = sum(len(p.grid) for p in plans)
+    report(
+        {
+            "event": "start",
+            "total": total,
+            "unit": "block",
+            "rasters": [p.path for p in plans],
+            "output": str(output),
+        }
+    )
+    if loaded_model is None:
+        loaded_model, _ = load_artifact(model)
+    predictor = Predictor(loaded_model, metadata, config.batch_size)
+
+    done = 0
+    megapixels = 0.0
+    km2 = 0.0
+    with GpkgWriter(
+        output, config.layer, out_crs, provenance, overwrite=config.overwrite
+    ) as writer:
+        for plan in plans:
+            sinks: list[_ProbabilitySink] = []
+            try:
+                for opt, kind in extra_outputs:
+                    sinks.append(
+                        _ProbabilitySink(_raster_target(opt, plan.path, several), plan, kind)
+                    )
+                valid = _run_raster(
+                    plan, predictor, writer, sinks, config, report, started, done, total
+                )
+                for sink in sinks:
+                    sink.commit()
+            except BaseException:
+                for sink in sinks:
+                    sink.abort()
+                raise
+            done += len(plan.grid)
+            scale = plan.src_width * plan.src_height / (plan.width * plan.height)
+            megapixels += plan.src_width * plan.src_height / 1e6
+            km2 += valid * scale * (plan.gsd**2) / 1e6
+            if valid == 0:
+                warn(f"{plan.name} is entirely nodata; no buildings from it")
+        writer.commit()
+    seconds = time.perf_counter() - started
+    summary = {
+        "output": str(output),
+        "features": writer.count,
+        "blocks": total,
+        "seconds": round(seconds, 3),
+        "megapixels": round(megapixels, 3),
+        "mpx_per_s": round(megapixels / seconds, 3) if seconds else None,
+        "km2": round(km2, 6),
+        "km2_per_h": round(km2 / seconds * 3600, 3) if seconds else None,
+        "rasters": [p.record() for p in plans],
+        "model_sha256": model_hash,
+        "warnings": warnings_out,
+    }
+    report({"event": "done", "summary": summary})
+    return summary
+
+
+def _run_raster(
+    plan: RasterPlan,
+    predictor: Predictor,
+    writer: GpkgWriter,
+    sinks: list[_ProbabilitySink],
+    config: TileConfig,
+    report: Reporter,
+    started: float,
+    done_before: int,
+    total: int,
+) -> int:
+    """Blocks of one raster in order, merged and written; returns its valid pixel count."""
+    merger = BorderMerger()
+    options = PolishOptions(
+        min_area_m2=config.min_area,
+        simplify=config.simplify / math.sqrt(plan.metres[0] * plan.metres[1]),
+        regularize=config.regularize,
+        m2_per_unit2=plan.metres[0] * plan.metres[1],
+    )
+    px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
+    crs = plan.crs
+    valid = 0
+    pixels_per_block = plan.src_width * plan.src_height / max(1, len(plan.grid)) / 1e6
+    with open_working(plan) as ds:
+        for k, block in enumerate(plan.grid.blocks(), start=1):
+            try:
+                result = run_block(ds, plan, block, predictor, keep_probability=bool(sinks))
+            except rasterio.errors.RasterioIOError as exc:
+                raise RasterError(
+                    f"cannot read {plan.name} at block {block.index}: "
+                    f"{str(exc).splitlines()[0]}; check the file is complete"
+                ) from None
+            valid += result.valid_pixels
+            for sink in sinks:
+                sink.write(result)
+            _write_buildings(merger.add(result.polygons), plan, writer, options, px_area_m2, crs)
+            elapsed = time.perf_counter() - started
+            done = done_before + k
+            rate = done * pixels_per_block / elapsed if elapsed else 0.0
+            report(
+                progress_event(
+                    done,
+                    total,
+                    raster=plan.name,
+                    mpx_per_s=round(rate, 3),
+                    eta_s=round(elapsed / done * (total - done), 1),
+                    pending_pieces=merger.pending,
+                )
+            )
+    _write_buildings(merger.finish(), plan, writer, options, px_area_m2, crs)
+    return valid
+
+
+def _write_buildings(
+    buildings: list[Building],
+    plan: RasterPlan,
+    writer: GpkgWriter,
+    options: PolishOptions,
+    px_area_m2: float,
+    crs: CRS,
+) -> None:
+    for building in buildings:
+        parts, _ = polish(building, plan.transform, px_area_m2, options)
+        score = round(mean_score(building), 4)
+        for part in parts:
+            writer.add(
+                part,
+                {
+                    "area_m2": round(part.area * options.m2_per_unit2, 3),
+                    "score": score,
+                    "source": plan.name,
+                },
+                crs,
+            )
+
+
+__all__ = [
+    "BlockResult",
+    "Predictor",
+    "RasterPlan",
+    "choose_bands",
+    "metres_per_unit",
+    "plan_raster",
+    "process_block",
+    "run_block",
+    "tile_infer",
+    "working_grid",
+]

@@ -1,0 +1,164 @@
+"""Vector I/O only: an atomic, streaming GeoPackage writer with provenance metadata.
+
+Features are buffered and appended in chunks (memory does not grow with the
+number of buildings) to a temporary file *next to* the target, so the final
+``os.replace`` is a rename on the same file system: the target either does
+not exist or is complete. An interrupted run removes the temporary file; an
+existing target is refused unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import geopandas as gpd
+import pyogrio
+from shapely.geometry import Polygon
+
+from mapseg_core.errors import OutputError, OutputExistsError
+
+#: Attribute columns of the building layer, in order.
+COLUMNS: tuple[str, ...] = ("id", "area_m2", "score", "source")
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool, option: str = "-o") -> Path:
+    """Refuse an output that exists (without ``overwrite``) or cannot be written.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        OutputError: the folder is missing or not writable, or ``path`` is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder; pass a file name to {option}")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"output {path} exists; pass --overwrite or choose another {option}"
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} does not exist; create it or change {option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {parent} is not writable; choose another {option}")
+    return path
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden, unique name next to ``path`` with the same suffix."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+class GpkgWriter:
+    """Write building polygons to one GeoPackage layer, atomically.
+
+    Use as a context manager: leaving it with an exception deletes the
+    temporary file; :meth:`commit` renames it onto the target.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        layer: str,
+        crs: Any,
+        metadata: dict[str, Any],
+        overwrite: bool = False,
+        chunk: int = 5000,
+    ):
+        """Args:
+        path: target ``.gpkg``.
+        layer: layer name.
+        crs: CRS of the layer (anything pyproj understands); features in other
+            CRSs are reprojected to it.
+        metadata: layer metadata; values that are not strings are stored as JSON.
+        overwrite: replace an existing target.
+        chunk: features buffered before each append.
+        """
+        self.path = check_output(path, overwrite)
+        self.layer = layer
+        self.crs = crs
+        self.metadata = {
+            k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in metadata.items()
+        }
+        self.chunk = chunk
+        self.count = 0
+        self._tmp = temporary_sibling(self.path)
+        self._created = False
+        self._rows: list[dict[str, Any]] = []
+        self._geoms: list[Polygon] = []
+        self._crs_of_buffer: Any = None
+
+    def add(self, geometry: Polygon, attributes: dict[str, Any], crs: Any) -> int:
+        """Queue one feature (its ``id`` is assigned here); returns the id."""
+        if self._geoms and crs != self._crs_of_buffer:
+            self.flush()
+        self._crs_of_buffer = crs
+        self.count += 1
+        self._rows.append({"id": self.count, **attributes})
+        self._geoms.append(geometry)
+        if len(self._geoms) >= self.chunk:
+            self.flush()
+        return self.count
+
+    def flush(self) -> None:
+        """Append the buffered features to the temporary file."""
+        if not self._geoms and self._created:
+            return
+        frame = gpd.GeoDataFrame(
+            {c: [r.get(c) for r in self._rows] for c in COLUMNS},
+            geometry=gpd.GeoSeries(self._geoms, crs=self._crs_of_buffer or self.crs),
+        )
+        if self._geoms and self._crs_of_buffer is not None and self._crs_of_buffer != self.crs:
+            frame = frame.to_crs(self.crs)
+        frame = frame.set_crs(self.crs, allow_override=True)
+        if not self._geoms:
+            frame = frame.astype({"id": "int64", "area_m2": "float64", "score": "float64"})
+            frame["source"] = frame["source"].astype("object")
+        try:
+            pyogrio.write_dataframe(
+                frame,
+                self._tmp,
+                layer=self.layer,
+                driver="GPKG",
+                geometry_type="Polygon",
+                append=self._created,
+                layer_metadata=None if self._created else self.metadata,
+            )
+        except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+            raise OutputError(
+                f"cannot write {self.path}: {str(exc).splitlines()[0]}; check disk space"
+            ) from None
+        self._created = True
+        self._rows, self._geoms = [], []
+
+    def commit(self) -> Path:
+        """Write what is buffered and rename the temporary file onto the target."""
+        self.flush()
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            raise OutputError(f"cannot move the result to {self.path}: {exc.strerror}") from None
+        return self.path
+
+    def abort(self) -> None:
+        """Delete the temporary file and its SQLite side files."""
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                Path(f"{self._tmp}{suffix}").unlink()
+
+    def __enter__(self) -> GpkgWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.abort()
