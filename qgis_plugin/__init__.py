@@ -1,0 +1,1 @@
+"""The mapseg QGIS plugin (Processing provider): see issue C; not shipped yet."""
