@@ -173,3 +173,23 @@ def test_help_has_examples():
         assert result.exit_code == 0 and f"$ mapseg {command}" in result.output
     version = CliRunner().invoke(cli, ["--version"])
     assert version.exit_code == 0 and "mapseg, version" in version.output
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_seed_b4_one_epoch_on_crowdai(tmp_path, shared_data):
+    """The issue's acceptance run: seed-b4 for one epoch on CPU, then evaluate (~2-3 min)."""
+    crowdai = shared_data / "crowdai-sample" / "train"
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", str(crowdai / "annotation.json"), str(crowdai / "images"), "-o", str(run),
+        "--preset", "seed-b4", "--epochs", "1", "--encoder-weights", "none", "-q"])
+    assert result.exit_code == 0, result.stderr
+    for name in ("model.keras", "report.csv", "lr_schedule.png", "training_curves.png",
+                 "predictions.png"):
+        assert (run / name).is_file(), name
+    table = CliRunner().invoke(cli, [
+        "evaluate", str(run / "model.keras"), str(crowdai / "annotation.json"),
+        str(crowdai / "images"), "--split-file", str(run / "splits.json"), "--progress", "none"])
+    assert table.exit_code == 0, table.stderr
+    assert "Dice Coefficient" in table.output and "test" in table.output
