@@ -45,12 +45,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed training steps")
     args = parser.parse_args()
 
-    cfg = make_config(args.preset, encoder_weights=args.encoder_weights,
-                      batch_size=args.batch_size, workers=args.workers)
+    cfg = make_config(
+        args.preset,
+        encoder_weights=args.encoder_weights,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
     size = cfg.model.input_size
     dataset = load_coco(args.annotations, args.images)
-    seq = CocoSequence(dataset, dataset.image_ids, args.batch_size, size, augment=True,
-                       shuffle=True, workers=args.workers)
+    seq = CocoSequence(
+        dataset,
+        dataset.image_ids,
+        args.batch_size,
+        size,
+        augment=True,
+        shuffle=True,
+        workers=args.workers,
+    )
 
     # === Pipeline: a model that costs nothing, fed by the real sequence ===
     probe = keras.Sequential([keras.Input((*size, 3)), keras.layers.Conv2D(1, 1)])
@@ -71,9 +82,11 @@ def main() -> None:
         model.train_on_batch(x, y)
     step_ips = args.steps * len(x) / (time.perf_counter() - start)
 
-    print(f"preset {args.preset} ({cfg.model.encoder} {size[0]}x{size[1]}), batch {args.batch_size}, "
-          f"workers {args.workers}, backend {keras.backend.backend()}, "
-          f"{len(dataset.image_ids)} images")
+    print(
+        f"preset {args.preset} ({cfg.model.encoder} {size[0]}x{size[1]}), batch {args.batch_size}, "
+        f"workers {args.workers}, backend {keras.backend.backend()}, "
+        f"{len(dataset.image_ids)} images"
+    )
     print(f"pipeline      {pipeline_ips:8.1f} images/s  (load + resize + augment + batch)")
     print(f"training step {step_ips:8.1f} images/s  (forward + backward, data in memory)")
     print(f"ratio pipeline/step = {pipeline_ips / step_ips:.2f}  (> 1: the model never waits)")

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import click
-
 from mapseg_cli.options import is_quiet, json_output, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
 
@@ -26,12 +25,21 @@ Without --split-file every annotated image is scored as one column, "all".
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("annotations", type=click.Path(path_type=Path))
 @click.argument("images_dir", type=click.Path(path_type=Path))
-@click.option("--split-file", type=click.Path(path_type=Path),
-              help="A run's splits.json: score its train, valid and test images.")
-@click.option("--splits", default="train,valid,test", show_default=True,
-              help="Which splits of --split-file to score.")
+@click.option(
+    "--split-file",
+    type=click.Path(path_type=Path),
+    help="A run's splits.json: score its train, valid and test images.",
+)
+@click.option(
+    "--splits",
+    default="train,valid,test",
+    show_default=True,
+    help="Which splits of --split-file to score.",
+)
 @click.option("--batch-size", default=8, show_default=True, type=int)
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Also write the table as CSV.")
+@click.option(
+    "--csv", "csv_path", type=click.Path(path_type=Path), help="Also write the table as CSV."
+)
 @json_output
 @overwrite
 @progress_option
@@ -59,8 +67,15 @@ def evaluate(
         raise OutputExistsError(f"{csv_path} exists; pass --overwrite or choose another --csv")
     quiet = is_quiet() or as_json
     with ProgressPrinter(progress_mode, desc="evaluate", quiet=quiet) as printer:
-        results = evaluate_model(model, annotations, images_dir, split_file=split_file,
-                                 splits=chosen, batch_size=batch_size, report=printer)
+        results = evaluate_model(
+            model,
+            annotations,
+            images_dir,
+            split_file=split_file,
+            splits=chosen,
+            batch_size=batch_size,
+            report=printer,
+        )
     if csv_path is not None:
         write_report_csv(results, csv_path)
     if as_json:

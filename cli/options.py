@@ -25,11 +25,19 @@ def verbosity(func: F) -> F:
         return value
 
     func = click.option(
-        "-v", "--verbose", count=True, expose_value=False, callback=callback,
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=callback,
         help="More output; -v also shows tracebacks of internal errors.",
     )(func)
     func = click.option(
-        "-q", "--quiet", count=True, expose_value=False, callback=callback,
+        "-q",
+        "--quiet",
+        count=True,
+        expose_value=False,
+        callback=callback,
         help="Less output (no progress bars).",
     )(func)
     return func

@@ -51,7 +51,9 @@ class ProgressPrinter:
             self._write(f"mapseg: warning: {event.get('message')}")
         if kind == "epoch" and self.mode == "bar":
             figures = ", ".join(
-                f"{k} {v:.4f}" for k, v in event.items() if k in _EPOCH_KEYS and isinstance(v, float)
+                f"{k} {v:.4f}"
+                for k, v in event.items()
+                if k in _EPOCH_KEYS and isinstance(v, float)
             )
             self._write(f"epoch {event.get('epoch')}/{event.get('epochs')}: {figures}")
         if self.mode != "bar":

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from mapseg_cli.options import is_quiet, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
 
@@ -28,7 +27,9 @@ resumes from its last finished epoch with --resume RUN_DIR.
 """
 
 
-def _int_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+def _int_pair(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
@@ -42,7 +43,9 @@ def _int_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return (parts[0], parts[1])
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+def _int_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
     if value is None:
         return None
     try:
@@ -54,36 +57,71 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.command("train", help=_HELP)
 @click.argument("annotations", required=False, type=click.Path(path_type=Path))
 @click.argument("images_dir", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", "run_dir", type=click.Path(path_type=Path),
-              help="Run directory to create.")
-@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
-              help="Continue the run in this directory from its last finished epoch.")
-@click.option("--preset", default="seed-b4", show_default=True,
-              type=click.Choice(["seed-b4", "b0", "tiny"]), help="Starting configuration.")
+@click.option(
+    "-o", "--output", "run_dir", type=click.Path(path_type=Path), help="Run directory to create."
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    help="Continue the run in this directory from its last finished epoch.",
+)
+@click.option(
+    "--preset",
+    default="seed-b4",
+    show_default=True,
+    type=click.Choice(["seed-b4", "b0", "tiny"]),
+    help="Starting configuration.",
+)
 @click.option("--encoder", type=click.Choice([f"efficientnetb{i}" for i in range(8)] + ["tiny"]))
 @click.option("--encoder-weights", help="imagenet, a local weights file, or none.")
-@click.option("--encoder-trainable/--encoder-frozen", default=None,
-              help="Fine-tune the encoder (batch norm stays frozen) or keep it frozen.")
+@click.option(
+    "--encoder-trainable/--encoder-frozen",
+    default=None,
+    help="Fine-tune the encoder (batch norm stays frozen) or keep it frozen.",
+)
 @click.option("--input-size", callback=_int_pair, help="Model input HEIGHT,WIDTH in pixels.")
-@click.option("--decoder-filters", callback=_int_list, help="Decoder widths, e.g. 1024,512,256,128.")
-@click.option("--size-fix", type=click.Choice(["crop", "conv"]),
-              help="crop: the seed's Cropping2D; conv: its learned-conv idea.")
+@click.option(
+    "--decoder-filters", callback=_int_list, help="Decoder widths, e.g. 1024,512,256,128."
+)
+@click.option(
+    "--size-fix",
+    type=click.Choice(["crop", "conv"]),
+    help="crop: the seed's Cropping2D; conv: its learned-conv idea.",
+)
 @click.option("--epochs", type=int, help="Maximum epochs.")
 @click.option("--batch-size", type=int, help="Images per batch.")
 @click.option("--lr-initial", type=float, help="Initial learning rate.")
-@click.option("--lr-schedule", type=click.Choice(["sgdr", "constant"]),
-              help="SGDR (cosine decay with restarts) or constant; excludes ReduceLROnPlateau.")
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["sgdr", "constant"]),
+    help="SGDR (cosine decay with restarts) or constant; excludes ReduceLROnPlateau.",
+)
 @click.option("--lr-first-decay-steps", type=int, help="Steps of the first SGDR cycle.")
-@click.option("--reduce-lr-on-plateau", is_flag=True, default=None,
-              help="Lower a constant learning rate when val_loss stalls (needs --lr-schedule constant).")
+@click.option(
+    "--reduce-lr-on-plateau",
+    is_flag=True,
+    default=None,
+    help="Lower a constant learning rate when val_loss stalls (needs --lr-schedule constant).",
+)
 @click.option("--ce-weight", type=float, help="BCE weight of the combo loss (dice gets the rest).")
-@click.option("--category-ids", callback=_int_list, help="COCO category ids to segment (default all).")
-@click.option("--resize-mode", type=click.Choice(["resize", "crop"]),
-              help="Bring other image sizes to the input size by resizing or centre-cropping.")
-@click.option("--augment/--no-augment", default=None, help="The seed's augmentation on train batches.")
+@click.option(
+    "--category-ids", callback=_int_list, help="COCO category ids to segment (default all)."
+)
+@click.option(
+    "--resize-mode",
+    type=click.Choice(["resize", "crop"]),
+    help="Bring other image sizes to the input size by resizing or centre-cropping.",
+)
+@click.option(
+    "--augment/--no-augment", default=None, help="The seed's augmentation on train batches."
+)
 @click.option("--mixed-precision", is_flag=True, default=None, help="float16 compute (GPUs).")
-@click.option("--strategy", type=click.Choice(["default", "mirrored"]),
-              help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored"]),
+    help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs.",
+)
 @click.option("--workers", type=int, help="Data-loading threads.")
 @click.option("--seed", type=int, help="Seed of the splits and shuffling.")
 @click.option("--gsd", type=float, help="Ground sampling distance of the images, m/pixel.")
@@ -108,14 +146,20 @@ def train(
         if resume_dir is not None:
             if annotations or run_dir:
                 raise click.UsageError("--resume RUN_DIR takes no ANNOTATIONS, IMAGES_DIR or -o")
-            result = training.resume(resume_dir, epochs=options.get("epochs"),  # type: ignore[arg-type]
-                                     report=printer)
+            result = training.resume(
+                resume_dir,
+                epochs=options.get("epochs"),  # type: ignore[arg-type]
+                report=printer,
+            )
         else:
             if annotations is None or images_dir is None or run_dir is None:
-                raise click.UsageError("give ANNOTATIONS IMAGES_DIR -o RUN_DIR, or --resume RUN_DIR")
+                raise click.UsageError(
+                    "give ANNOTATIONS IMAGES_DIR -o RUN_DIR, or --resume RUN_DIR"
+                )
             config = make_config(preset, **options)
-            result = training.train(annotations, images_dir, run_dir, config,
-                                    overwrite=overwrite, report=printer)
+            result = training.train(
+                annotations, images_dir, run_dir, config, overwrite=overwrite, report=printer
+            )
     if progress_mode != "json" and not is_quiet():
         click.echo(format_table(result.results))
         click.echo(f"model: {result.model_path}")

@@ -17,7 +17,13 @@ def test_seed_b4_preset_is_the_seed_setup():
     assert cfg.model.decoder_filters == (1024, 512, 256, 128)
     assert cfg.model.decoder_dropout == 0.2 and not cfg.model.encoder_trainable
     t = cfg.train
-    assert (t.batch_size, t.epochs, t.train_size, t.valid_size, t.seed) == (64, 200, 0.7, 0.3, 108241)
+    assert (t.batch_size, t.epochs, t.train_size, t.valid_size, t.seed) == (
+        64,
+        200,
+        0.7,
+        0.3,
+        108241,
+    )
     assert (t.ce_weight, t.lr_initial, t.lr_first_decay_steps) == (0.05, 0.005, 50)
     assert (t.lr_t_mul, t.lr_m_mul, t.lr_alpha) == (1.0, 0.7, 0.1)
     assert t.early_stopping == 200 // 3 and t.reduce_lr == 20

@@ -14,11 +14,8 @@ evaluating later uses exactly the same images.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mapseg_core.atomic import write_json
 from mapseg_core.errors import DatasetError, InputFileNotFound, OutputError
 
 SplitName = Literal["train", "valid", "test"]
@@ -152,17 +150,8 @@ def save_splits(splits: Splits, path: str | Path) -> None:
     would then trust.
     """
     target = Path(path)
-    text = json.dumps(splits.to_dict(), indent=1)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json(target, splits.to_dict(), indent=1)
     except OSError as exc:
         raise OutputError(
             f"cannot write splits to {target} ({exc.strerror or type(exc).__name__}); "

@@ -29,12 +29,12 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from mapseg_core import __version__
+from mapseg_core.atomic import atomic_path
 from mapseg_core.errors import ModelError, OutputError
 
 FORMAT = "mapseg-model"
@@ -75,17 +75,10 @@ def save_artifact(model: Any, path: str | os.PathLike[str], metadata: dict[str, 
         mapseg_version=__version__,
         created=meta.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         _strip_optimizer(model).save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_MEMBER, json.dumps(meta, indent=2, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -129,7 +122,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {**DEFAULT_METADATA, **meta}
 
 
-def load_artifact(path: str | os.PathLike[str], compile: bool = False) -> tuple[Any, dict[str, Any]]:
+def load_artifact(
+    path: str | os.PathLike[str], compile: bool = False
+) -> tuple[Any, dict[str, Any]]:
     """Load a mapseg model file: ``(keras_model, metadata)``.
 
     Raises:

@@ -104,12 +104,14 @@ def _tiny_cnn(config: ModelConfig) -> keras.Model:
     inputs = keras.Input((*config.input_size, config.bands), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="tiny_rescale")(inputs)
     for stage, filters in enumerate(TINY_FILTERS, start=1):
-        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False,
-                          name=f"tiny_stage{stage}_down")(x)
+        x = layers.Conv2D(
+            filters, 3, strides=2, padding="same", use_bias=False, name=f"tiny_stage{stage}_down"
+        )(x)
         x = layers.BatchNormalization(name=f"tiny_stage{stage}_bn1")(x)
         x = layers.Activation("swish", name=f"tiny_stage{stage}_act1")(x)
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                          name=f"tiny_stage{stage}_conv")(x)
+        x = layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, name=f"tiny_stage{stage}_conv"
+        )(x)
         x = layers.BatchNormalization(name=f"tiny_stage{stage}_bn2")(x)
         x = layers.Activation("swish", name=f"tiny_stage{stage}")(x)
     return keras.Model(inputs, x, name="tiny_cnn")

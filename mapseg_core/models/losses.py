@@ -117,9 +117,7 @@ class SpatialTruePositiveRate(keras.metrics.Metric):
         self.positives.assign_add(ops.sum(y_true))
 
     def result(self) -> Any:
-        return ops.where(
-            self.positives > 0, self.hits / ops.maximum(self.positives, 1.0), 1.0
-        )
+        return ops.where(self.positives > 0, self.hits / ops.maximum(self.positives, 1.0), 1.0)
 
     def reset_state(self) -> None:
         self.hits.assign(0.0)

@@ -36,7 +36,7 @@ def build_unet(config: ModelConfig) -> keras.Model:
     skip_names = list(reversed(config.skip_layers[:-1]))
 
     # === Decoder ===
-    for filters, skip, name in zip(config.decoder_filters, skips, skip_names):
+    for filters, skip, name in zip(config.decoder_filters, skips, skip_names, strict=True):
         y = _upsample(x, filters, config, name=f"{name}_upsampling")
         y = _match_size(y, skip, config, name=name)
         x = layers.Concatenate(name=f"{name}_concat")([y, skip])
@@ -50,7 +50,9 @@ def build_unet(config: ModelConfig) -> keras.Model:
     return keras.Model(inputs, logits, name="unet")
 
 
-def _upsample(x: keras.KerasTensor, filters: int, config: ModelConfig, name: str) -> keras.KerasTensor:
+def _upsample(
+    x: keras.KerasTensor, filters: int, config: ModelConfig, name: str
+) -> keras.KerasTensor:
     """The seed's UpSample block: transposed conv, batch norm, dropout, activation."""
     y = layers.Conv2DTranspose(
         filters,

@@ -11,27 +11,20 @@ finished epoch. ``ProgressReporter`` turns Keras batch/epoch hooks into
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from mapseg_core.atomic import atomic_path
 from mapseg_core.progress import Reporter, progress_event
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
     """``model.save(path)`` through a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -77,8 +70,15 @@ class ProgressReporter(keras.callbacks.Callback):
         self.epoch = initial_epoch
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self.report({"event": "start", "total": self.total, "unit": "step",
-                     "epochs": self.epochs, "steps_per_epoch": self.steps})
+        self.report(
+            {
+                "event": "start",
+                "total": self.total,
+                "unit": "step",
+                "epochs": self.epochs,
+                "steps_per_epoch": self.steps,
+            }
+        )
         self.report(progress_event(self.done, self.total, epoch=self.epoch + 1))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -86,7 +86,7 @@ class ProgressReporter(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.done = self.epoch * self.steps + batch + 1
-        extra = {"epoch": self.epoch + 1}
+        extra: dict[str, float] = {"epoch": self.epoch + 1}
         if logs and "loss" in logs:
             extra["loss"] = float(logs["loss"])
         self.report(progress_event(self.done, self.total, **extra))

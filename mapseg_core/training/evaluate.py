@@ -66,11 +66,24 @@ def evaluate_model(
     for done, (name, ids) in enumerate(groups.items(), start=1):
         if not ids:
             continue
-        seq = CocoSequence(dataset, ids, batch_size, size,  # type: ignore[arg-type]
-                           resize_mode=resize_mode, workers=workers)
+        seq = CocoSequence(
+            dataset,
+            ids,
+            batch_size,
+            size,  # type: ignore[arg-type]
+            resize_mode=resize_mode,
+            workers=workers,
+        )
         scores = model.evaluate(seq, verbose=0, return_dict=True)
         results[name] = {k: float(v) for k, v in scores.items()}
-        report({"event": "progress", "done": done, "total": len(groups),
-                "fraction": done / len(groups), "split": name})
+        report(
+            {
+                "event": "progress",
+                "done": done,
+                "total": len(groups),
+                "fraction": done / len(groups),
+                "split": name,
+            }
+        )
     report({"event": "done", "summary": results})
     return results

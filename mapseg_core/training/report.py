@@ -11,13 +11,13 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mapseg_core.atomic import write_bytes
 from mapseg_core.models.losses import METRIC_LABELS
 
 
@@ -30,30 +30,11 @@ def _figure() -> Any:
     return plt
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return atomic_write_bytes(path, json.dumps(data, indent=2, default=str).encode())
-
-
 def _save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     _figure().close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return write_bytes(path, buf.getvalue())
 
 
 def report_rows(results: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
@@ -77,22 +58,31 @@ def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
     header = ["", *splits]
     body = [[r["metric"], *("" if r[s] is None else f"{r[s]:.4f}" for s in splits)] for r in rows]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                       for i, (c, w) in enumerate(zip(line, widths))) for line in [header, *body]]
+    lines = [
+        "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in [header, *body]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def write_report_csv(results: Mapping[str, Mapping[str, float]], path: str | os.PathLike[str]) -> Path:
+def write_report_csv(
+    results: Mapping[str, Mapping[str, float]], path: str | os.PathLike[str]
+) -> Path:
     buf = io.StringIO()
     rows = report_rows(results)
     writer = csv.DictWriter(buf, fieldnames=["metric", *results])
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_bytes(path, buf.getvalue().encode())
+    return write_bytes(path, buf.getvalue().encode())
 
 
-def plot_learning_rate(lr: np.ndarray, steps_per_epoch: int, label: str, path: str | os.PathLike[str]) -> Path:
+def plot_learning_rate(
+    lr: np.ndarray, steps_per_epoch: int, label: str, path: str | os.PathLike[str]
+) -> Path:
     """The learning rate over optimizer steps, with epoch boundaries on a second axis."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -101,8 +91,9 @@ def plot_learning_rate(lr: np.ndarray, steps_per_epoch: int, label: str, path: s
     ax.set_ylabel("learning rate")
     ax.set_title("Learning rate over training")
     if steps_per_epoch > 0 and len(lr) > steps_per_epoch:
-        sec = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
-                                                   lambda e: e * steps_per_epoch))
+        sec = ax.secondary_xaxis(
+            "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
+        )
         sec.set_xlabel("epoch")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -112,12 +103,15 @@ def plot_learning_rate(lr: np.ndarray, steps_per_epoch: int, label: str, path: s
 def plot_history(history: Sequence[Mapping[str, float]], path: str | os.PathLike[str]) -> Path:
     """Training and validation curves (loss, Dice, IoU) per epoch."""
     plt = _figure()
-    panels = [k for k in ("loss", "dice_coef", "iou_coef", "binary_accuracy")
-              if history and k in history[0]]
+    panels = [
+        k
+        for k in ("loss", "dice_coef", "iou_coef", "binary_accuracy")
+        if history and k in history[0]
+    ]
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.5))
     axes = np.atleast_1d(axes)
     epochs = [int(row.get("epoch", i)) + 1 for i, row in enumerate(history)]
-    for ax, key in zip(axes, panels):
+    for ax, key in zip(axes, panels, strict=False):
         ax.plot(epochs, [row[key] for row in history], marker="o", label="train")
         if f"val_{key}" in history[0]:
             ax.plot(epochs, [row[f"val_{key}"] for row in history], marker="o", label="valid")

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from mapseg_core import __version__
+from mapseg_core.atomic import write_json
 from mapseg_core.config import RunConfig, TrainConfig
 from mapseg_core.errors import ConfigError, Interrupted, OutputExistsError, RunDirError
 from mapseg_core.progress import Reporter, null_reporter
-from mapseg_core.training.report import atomic_write_json, read_json
+from mapseg_core.training.report import read_json
 
 log = logging.getLogger("mapseg")
 
@@ -84,7 +85,7 @@ def train(
     _claim_run_dir(run_dir, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_splits(splits, run_dir / "splits.json")
-    atomic_write_json(run_dir / "config.json", config.to_dict())
+    write_json(run_dir / "config.json", config.to_dict())
     state = {
         "format": RUN_FORMAT,
         "mapseg_version": __version__,
@@ -94,7 +95,7 @@ def train(
         "epochs_done": 0,
         "best_val_loss": None,
     }
-    atomic_write_json(run_dir / "run.json", state)
+    write_json(run_dir / "run.json", state)
     return _run(run_dir, config, state, dataset, splits, report, model)
 
 
@@ -120,7 +121,7 @@ def resume(
     config = RunConfig.from_dict(read_json(run_dir / "config.json"))
     if epochs is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
-        atomic_write_json(run_dir / "config.json", config.to_dict())
+        write_json(run_dir / "config.json", config.to_dict())
     dataset = load_coco(state["annotations"], state["images_dir"], config.train.category_ids)
     splits = load_splits(run_dir / "splits.json")
     return _run(run_dir, config, state, dataset, splits, report)
@@ -203,7 +204,7 @@ def _run(
 
     def update_state(epochs_done: int, best: float) -> None:
         state.update(epochs_done=epochs_done, best_val_loss=best if math.isfinite(best) else None)
-        atomic_write_json(run_dir / "run.json", state)
+        write_json(run_dir / "run.json", state)
 
     best = state.get("best_val_loss")
     callbacks = _callbacks(run_dir, tcfg, initial_epoch, resume=initial_epoch > 0)
@@ -212,7 +213,7 @@ def _run(
         ProgressReporter(report, initial_epoch, tcfg.epochs, steps),
     ]
     state["status"] = "running"
-    atomic_write_json(run_dir / "run.json", state)
+    write_json(run_dir / "run.json", state)
     # Replay the uninterrupted run's sample order and augmentation on resume.
     sequences["train"].set_epoch(initial_epoch)
     try:
@@ -227,7 +228,7 @@ def _run(
         )
     except KeyboardInterrupt:
         state["status"] = "interrupted"
-        atomic_write_json(run_dir / "run.json", state)
+        write_json(run_dir / "run.json", state)
         raise Interrupted(
             f"training stopped after {state['epochs_done']} finished epoch(s); "
             f"continue with: mapseg train --resume {run_dir}"
@@ -237,8 +238,14 @@ def _run(
     if (run_dir / "best.keras").is_file():
         model.load_weights(run_dir / "best.keras")
     eval_sequences = {
-        "train": CocoSequence(dataset, splits.train, tcfg.batch_size, config.model.input_size,
-                              resize_mode=tcfg.resize_mode, workers=tcfg.workers),
+        "train": CocoSequence(
+            dataset,
+            splits.train,
+            tcfg.batch_size,
+            config.model.input_size,
+            resize_mode=tcfg.resize_mode,
+            workers=tcfg.workers,
+        ),
         "valid": sequences["valid"],
         "test": sequences["test"],
     }
@@ -246,12 +253,21 @@ def _run(
         name: {k: float(v) for k, v in model.evaluate(seq, verbose=0, return_dict=True).items()}
         for name, seq in eval_sequences.items()
     }
-    model_path = _write_outputs(run_dir, config, state, dataset, splits, model, results,
-                                sequences["test"], steps)
+    model_path = _write_outputs(
+        run_dir, config, state, dataset, splits, model, results, sequences["test"], steps
+    )
     state["status"] = "finished"
-    atomic_write_json(run_dir / "run.json", state)
-    report({"event": "done", "summary": {"model": str(model_path), "results": results,
-                                         "epochs_done": state["epochs_done"]}})
+    write_json(run_dir / "run.json", state)
+    report(
+        {
+            "event": "done",
+            "summary": {
+                "model": str(model_path),
+                "results": results,
+                "epochs_done": state["epochs_done"],
+            },
+        }
+    )
     return TrainResult(run_dir, model_path, results, int(state["epochs_done"]))
 
 
@@ -284,10 +300,14 @@ def _callbacks(run_dir: Path, tcfg: TrainConfig, initial_epoch: int, resume: boo
     if tcfg.reduce_lr_on_plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(patience=tcfg.reduce_lr))
     if _have_tensorflow():
-        callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=str(run_dir / "logs"), histogram_freq=tcfg.histogram_freq,
-            write_graph=False, write_images=False,
-        ))
+        callbacks.append(
+            keras.callbacks.TensorBoard(
+                log_dir=str(run_dir / "logs"),
+                histogram_freq=tcfg.histogram_freq,
+                write_graph=False,
+                write_images=False,
+            )
+        )
     else:
         log.info("TensorBoard logs need the tensorflow and tensorboard packages; skipped")
     return callbacks
@@ -310,11 +330,14 @@ def _write_outputs(
 
     tcfg = config.train
     rpt.write_report_csv(results, run_dir / "report.csv")
-    atomic_write_json(run_dir / "report.json", results)
+    write_json(run_dir / "report.json", results)
     total_steps = max(1, steps * tcfg.epochs)
-    rpt.plot_learning_rate(learning_rate_curve(tcfg, total_steps), steps,
-                           "SGDR" if tcfg.lr_schedule == "sgdr" else "constant",
-                           run_dir / "lr_schedule.png")
+    rpt.plot_learning_rate(
+        learning_rate_curve(tcfg, total_steps),
+        steps,
+        "SGDR" if tcfg.lr_schedule == "sgdr" else "constant",
+        run_dir / "lr_schedule.png",
+    )
     history = _read_history(run_dir / "history.csv")
     if history:
         rpt.plot_history(history, run_dir / "training_curves.png")
@@ -322,8 +345,11 @@ def _write_outputs(
     logits = model.predict(images, verbose=0) if len(images) else np.zeros_like(masks)
     rpt.plot_predictions(images, masks, logits, run_dir / "predictions.png")
     summary = dataset.summary()
-    summary["splits"] = {"train": len(splits.train), "valid": len(splits.valid),
-                         "test": len(splits.test)}
+    summary["splits"] = {
+        "train": len(splits.train),
+        "valid": len(splits.valid),
+        "test": len(splits.test),
+    }
     metadata = {
         "preset": config.preset,
         "config": config.to_dict(),
@@ -356,8 +382,10 @@ def _read_history(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(fh)]
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(fh)
+        ]
 
 
 def _have_tensorflow() -> bool:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import make_learnable_coco
-
 from mapseg_cli.main import cli
 
 
@@ -22,8 +21,23 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data) -> Path:
     run = tmp_path_factory.mktemp("trained") / "run"
-    result = CliRunner().invoke(cli, ["train", str(data[0]), str(data[1]), "-o", str(run),
-                                      "--preset", "tiny", "--epochs", "1", "--workers", "1", "-q"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(data[0]),
+            str(data[1]),
+            "-o",
+            str(run),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--workers",
+            "1",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output + result.stderr
     return run
 
@@ -71,8 +85,9 @@ def test_annotations_not_coco(tmp_path, data):
 
 
 def test_no_images_of_category(tmp_path, data):
-    result = _train([str(data[0]), str(data[1]), "-o", str(tmp_path / "run"),
-                     "--category-ids", "999"])
+    result = _train(
+        [str(data[0]), str(data[1]), "-o", str(tmp_path / "run"), "--category-ids", "999"]
+    )
     _one_line_error(result, "999")
     assert not (tmp_path / "run").exists()
 
@@ -112,35 +127,80 @@ def test_weights_that_do_not_fit_the_encoder(tmp_path, data):
 
     weights = tmp_path / "other.weights.h5"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(weights)
-    result = CliRunner().invoke(cli, [
-        "train", str(data[0]), str(data[1]), "-o", str(tmp_path / "run"), "--preset", "b0",
-        "--input-size", "64,64", "--encoder-weights", str(weights), "-q"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(data[0]),
+            str(data[1]),
+            "-o",
+            str(tmp_path / "run"),
+            "--preset",
+            "b0",
+            "--input-size",
+            "64,64",
+            "--encoder-weights",
+            str(weights),
+            "-q",
+        ],
+    )
     _one_line_error(result, "do not fit efficientnetb0")
     assert not (tmp_path / "run").exists()
 
 
 def test_reduce_lr_with_schedule_is_refused(tmp_path, data):
-    result = CliRunner().invoke(cli, [
-        "train", str(data[0]), str(data[1]), "-o", str(tmp_path / "run"),
-        "--reduce-lr-on-plateau", "--lr-schedule", "sgdr"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(data[0]),
+            str(data[1]),
+            "-o",
+            str(tmp_path / "run"),
+            "--reduce-lr-on-plateau",
+            "--lr-schedule",
+            "sgdr",
+        ],
+    )
     _one_line_error(result, "--lr-schedule constant")
 
 
 def test_error_line_through_a_real_process(tmp_path):
     """The installed entry point: exit code 2, one line, no traceback."""
     out = subprocess.run(
-        [sys.executable, "-m", "mapseg_cli.main", "train", str(tmp_path / "missing.json"),
-         str(tmp_path), "-o", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "mapseg_cli.main",
+            "train",
+            str(tmp_path / "missing.json"),
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().startswith("mapseg: error:") and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_evaluate_prints_the_seed_table(trained, data):
-    result = CliRunner().invoke(cli, ["evaluate", str(trained / "model.keras"), str(data[0]),
-                                      str(data[1]), "--split-file", str(trained / "splits.json"),
-                                      "--progress", "none"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(trained / "model.keras"),
+            str(data[0]),
+            str(data[1]),
+            "--split-file",
+            str(trained / "splits.json"),
+            "--progress",
+            "none",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     for row in ("Loss", "Binary Accuracy", "Dice Coefficient", "Spatial True Positive Rate", "IoU"):
         assert row in result.output
@@ -149,8 +209,15 @@ def test_evaluate_prints_the_seed_table(trained, data):
 
 def test_evaluate_json_and_csv(trained, data, tmp_path):
     csv_path = tmp_path / "scores.csv"
-    args = ["evaluate", str(trained / "model.keras"), str(data[0]), str(data[1]), "--json",
-            "--csv", str(csv_path)]
+    args = [
+        "evaluate",
+        str(trained / "model.keras"),
+        str(data[0]),
+        str(data[1]),
+        "--json",
+        "--csv",
+        str(csv_path),
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.output)
@@ -181,15 +248,44 @@ def test_seed_b4_one_epoch_on_crowdai(tmp_path, shared_data):
     """The issue's acceptance run: seed-b4 for one epoch on CPU, then evaluate (~2-3 min)."""
     crowdai = shared_data / "crowdai-sample" / "train"
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "train", str(crowdai / "annotation.json"), str(crowdai / "images"), "-o", str(run),
-        "--preset", "seed-b4", "--epochs", "1", "--encoder-weights", "none", "-q"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(crowdai / "annotation.json"),
+            str(crowdai / "images"),
+            "-o",
+            str(run),
+            "--preset",
+            "seed-b4",
+            "--epochs",
+            "1",
+            "--encoder-weights",
+            "none",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
-    for name in ("model.keras", "report.csv", "lr_schedule.png", "training_curves.png",
-                 "predictions.png"):
+    for name in (
+        "model.keras",
+        "report.csv",
+        "lr_schedule.png",
+        "training_curves.png",
+        "predictions.png",
+    ):
         assert (run / name).is_file(), name
-    table = CliRunner().invoke(cli, [
-        "evaluate", str(run / "model.keras"), str(crowdai / "annotation.json"),
-        str(crowdai / "images"), "--split-file", str(run / "splits.json"), "--progress", "none"])
+    table = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(run / "model.keras"),
+            str(crowdai / "annotation.json"),
+            str(crowdai / "images"),
+            "--split-file",
+            str(run / "splits.json"),
+            "--progress",
+            "none",
+        ],
+    )
     assert table.exit_code == 0, table.stderr
     assert "Dice Coefficient" in table.output and "test" in table.output

@@ -41,8 +41,12 @@ def test_plain_keras_load_model_in_a_fresh_process(tmp_path, tiny_model):
         "m = keras.saving.load_model(sys.argv[1])\n"
         "np.save(sys.argv[2], m.predict(np.load(sys.argv[3]), verbose=0))\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "y.npy"),
-                    str(tmp_path / "x.npy")], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "y.npy"), str(tmp_path / "x.npy")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), tiny_model.predict(x, verbose=0))
 
 

@@ -53,7 +53,9 @@ def test_combo_loss_matches_seed_formula(batch):
     got = float(losses.ComboLoss(0.05)(y, logits))
     assert got == pytest.approx(expected, rel=1e-5)
     heavier = float(losses.ComboLoss(0.5)(y, logits))
-    assert heavier == pytest.approx((0.5 * _np_bce(y, logits) - 0.5 * _np_dice(y, logits)).mean(), rel=1e-5)
+    assert heavier == pytest.approx(
+        (0.5 * _np_bce(y, logits) - 0.5 * _np_dice(y, logits)).mean(), rel=1e-5
+    )
 
 
 def test_perfect_prediction_reaches_minus_dice_weight():
@@ -70,7 +72,9 @@ def test_spatial_tpr_and_iou_match_numpy(batch):
     assert float(losses.spatial_true_positive_rate(y, logits)) == pytest.approx(tpr, rel=1e-6)
     inter = (y * hit).sum(axis=(1, 2, 3))
     union = np.maximum(y, hit).sum(axis=(1, 2, 3))
-    assert float(losses.iou_coef(y, logits)) == pytest.approx(((inter + 1) / (union + 1)).mean(), rel=1e-6)
+    assert float(losses.iou_coef(y, logits)) == pytest.approx(
+        ((inter + 1) / (union + 1)).mean(), rel=1e-6
+    )
 
 
 def test_metrics_accumulate_independent_of_batching(batch):
@@ -83,12 +87,19 @@ def test_metrics_accumulate_independent_of_batching(batch):
         m.update_state(y[:1], logits[:1])
         m.update_state(y[1:], logits[1:])
     for name in whole:
-        assert float(whole[name].result()) == pytest.approx(float(split[name].result()), rel=1e-6), name
+        assert float(whole[name].result()) == pytest.approx(
+            float(split[name].result()), rel=1e-6
+        ), name
     acc = ((logits > 0) == (y > 0)).mean()
     assert float(whole["binary_accuracy"].result()) == pytest.approx(acc, rel=1e-6)
 
 
 def test_losses_are_registered_for_plain_keras_loading():
-    for name in ("ComboLoss", "dice_coef", "dice_per_image", "iou_per_image",
-                 "SpatialTruePositiveRate"):
+    for name in (
+        "ComboLoss",
+        "dice_coef",
+        "dice_per_image",
+        "iou_per_image",
+        "SpatialTruePositiveRate",
+    ):
         assert keras.saving.get_registered_object(f"mapseg>{name}") is not None, name

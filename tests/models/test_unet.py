@@ -15,11 +15,18 @@ from mapseg_core.config import make_config
 from mapseg_core.errors import InputFileNotFound, WeightsError
 from mapseg_core.models.unet import build_unet
 
-B0_WEIGHTS = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "efficientnetb0_imagenet_notop.weights.h5"
+B0_WEIGHTS = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "weights"
+    / "efficientnetb0_imagenet_notop.weights.h5"
+)
 
 
 def _concat_shapes(model: keras.Model) -> list[tuple]:
-    return [tuple(layer.output.shape[1:]) for layer in model.layers if layer.name.endswith("_concat")]
+    return [
+        tuple(layer.output.shape[1:]) for layer in model.layers if layer.name.endswith("_concat")
+    ]
 
 
 def test_tiny_unet_shapes_and_logits():
@@ -45,21 +52,31 @@ def test_seed_b4_shapes(size_fix):
     encoder = model.get_layer("encoder")
     assert not encoder.trainable
     assert [tuple(t.shape[1:]) for t in encoder.outputs] == [
-        (150, 150, 144), (75, 75, 192), (38, 38, 336), (19, 19, 960), (10, 10, 1792)]
+        (150, 150, 144),
+        (75, 75, 192),
+        (38, 38, 336),
+        (19, 19, 960),
+        (10, 10, 1792),
+    ]
 
 
 def test_encoder_trainable_keeps_pretrained_batchnorm_frozen(tmp_path):
     cfg = make_config("b0", input_size=(64, 64), encoder_weights="none", encoder_trainable=True)
     encoder = build_unet(cfg.model).get_layer("encoder")
     assert encoder.trainable
-    assert all(layer.trainable for layer in encoder.layers
-               if isinstance(layer, keras.layers.BatchNormalization))
+    assert all(
+        layer.trainable
+        for layer in encoder.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
     # With pretrained weights, batch norm is frozen even when fine-tuning.
     weights = tmp_path / "b0.weights.h5"
-    keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                      input_shape=(64, 64, 3)).save_weights(weights)
-    cfg = make_config("b0", input_size=(64, 64), encoder_weights=str(weights),
-                      encoder_trainable=True)
+    keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(64, 64, 3)
+    ).save_weights(weights)
+    cfg = make_config(
+        "b0", input_size=(64, 64), encoder_weights=str(weights), encoder_trainable=True
+    )
     encoder = build_unet(cfg.model).get_layer("encoder")
     bns = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bns and not any(layer.trainable for layer in bns)
@@ -91,8 +108,9 @@ def test_imagenet_offline_names_the_local_file_option(tmp_path):
         "else:\n"
         "    print('DOWNLOADED')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     if "DOWNLOADED" in out.stdout:
         pytest.skip("this machine can download ImageNet weights; the offline path is not reachable")
     assert "ERR cannot get ImageNet weights" in out.stdout, out.stderr[-2000:]
@@ -105,8 +123,9 @@ def test_shared_b0_weights_load_into_the_encoder():
         pytest.skip("../shared/weights not found: ImageNet B0 weights live beside the repo")
     cfg = make_config("b0", input_size=(64, 64), encoder_weights=str(B0_WEIGHTS))
     encoder = build_unet(cfg.model).get_layer("encoder")
-    reference = keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                                  input_shape=(64, 64, 3))
+    reference = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(64, 64, 3)
+    )
     reference.load_weights(B0_WEIGHTS)
     stem = encoder.get_layer("stem_conv").get_weights()[0]
     np.testing.assert_array_equal(stem, reference.get_layer("stem_conv").get_weights()[0])

@@ -41,8 +41,16 @@ def test_run_directory_has_every_output(tmp_path, learnable):
     events = []
     result = train(*learnable, tmp_path / "run", _config(epochs=2), report=events.append)
     run = tmp_path / "run"
-    for name in ("model.keras", "best.keras", "last.keras", "splits.json", "config.json",
-                 "history.csv", "report.csv", "report.json"):
+    for name in (
+        "model.keras",
+        "best.keras",
+        "last.keras",
+        "splits.json",
+        "config.json",
+        "history.csv",
+        "report.csv",
+        "report.json",
+    ):
         assert (run / name).is_file(), name
     for name in ("lr_schedule.png", "training_curves.png", "predictions.png"):
         assert (run / name).read_bytes()[:8] == PNG_MAGIC, name
@@ -53,7 +61,9 @@ def test_run_directory_has_every_output(tmp_path, learnable):
     _, meta = load_artifact(result.model_path)
     assert meta["preset"] == "tiny" and meta["input_size"] == [64, 64]
     assert meta["training_data"]["splits"] == {"train": 5, "valid": 3, "test": 4}
-    assert meta["metrics"]["test"]["dice_coef"] == pytest.approx(result.results["test"]["dice_coef"])
+    assert meta["metrics"]["test"]["dice_coef"] == pytest.approx(
+        result.results["test"]["dice_coef"]
+    )
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 2
     assert [e["fraction"] for e in events if e["event"] == "progress"][-1] == 1.0
@@ -104,9 +114,26 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 def test_interrupted_cli_run_resumes(tmp_path, learnable, sig, code):
     """Ctrl-C or kill -9 after the first epoch leaves a run that --resume finishes."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "mapseg_cli.main", "train", str(learnable[0]), str(learnable[1]),
-           "-o", str(run), "--preset", "tiny", "--epochs", "30", "--batch-size", "4",
-           "--workers", "1", "--progress", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mapseg_cli.main",
+        "train",
+        str(learnable[0]),
+        str(learnable[1]),
+        "-o",
+        str(run),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+        "--progress",
+        "json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -120,9 +147,22 @@ def test_interrupted_cli_run_resumes(tmp_path, learnable, sig, code):
     state = read_run_state(run)
     assert state["epochs_done"] >= 1 and state["status"] != "finished"
     done = state["epochs_done"]
-    out = subprocess.run([sys.executable, "-m", "mapseg_cli.main", "train", "--resume", str(run),
-                          "--epochs", str(done + 1), "-q"], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mapseg_cli.main",
+            "train",
+            "--resume",
+            str(run),
+            "--epochs",
+            str(done + 1),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert read_run_state(run)["status"] == "finished"
     assert [int(r["epoch"]) for r in _history(run)][-1] == done
@@ -136,16 +176,29 @@ def test_b0_from_shared_weights_reloads_identically(tmp_path, shared_data):
     if not weights.is_file():
         pytest.skip("../shared/weights not found: ImageNet B0 weights live beside the repo")
     crowdai = shared_data / "crowdai-sample" / "train"
-    cfg = make_config("b0", epochs=1, input_size=(128, 128), encoder_weights=str(weights),
-                      workers=1)
+    cfg = make_config(
+        "b0", epochs=1, input_size=(128, 128), encoder_weights=str(weights), workers=1
+    )
     result = train(crowdai / "annotation.json", crowdai / "images", tmp_path / "run", cfg)
     model, _ = load_artifact(result.model_path)
     x = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
-    code = ("import sys, numpy as np, keras, mapseg_core.models.losses\n"
-            "m = keras.saving.load_model(sys.argv[1])\n"
-            "np.save(sys.argv[2], m.predict(np.load(sys.argv[3]), verbose=0))\n")
-    subprocess.run([sys.executable, "-c", code, str(result.model_path), str(tmp_path / "y.npy"),
-                    str(tmp_path / "x.npy")], check=True, timeout=300,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    code = (
+        "import sys, numpy as np, keras, mapseg_core.models.losses\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"
+        "np.save(sys.argv[2], m.predict(np.load(sys.argv[3]), verbose=0))\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(result.model_path),
+            str(tmp_path / "y.npy"),
+            str(tmp_path / "x.npy"),
+        ],
+        check=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.predict(x, verbose=0))

@@ -1,0 +1,62 @@
+"""Atomic file writes: a temporary file in the target's folder, then a rename.
+
+``os.replace`` within one file system is atomic: readers see the old file or
+the new one, never half of one, and a crash leaves at most a hidden
+``.name.*`` temporary beside the target. Every mapseg output that is not a
+GeoPackage (see :mod:`mapseg_core.vectorize.gpkg`) goes through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mapseg_core.errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    Args:
+        path: the final file.
+        suffix: suffix of the temporary name (some writers choose the format by it,
+            e.g. Keras needs ``.keras``).
+
+    Raises:
+        OutputError: the folder cannot be written.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {target} ({exc.strerror or type(exc).__name__}); "
+            "check that the folder exists and is writable"
+        ) from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, indent: int = 2) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically."""
+    return write_bytes(path, json.dumps(data, indent=indent, default=str).encode())
