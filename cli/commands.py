@@ -11,6 +11,9 @@ COMMAND_MODULES: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "tile_infer": "tile_infer",
+    "preview": "preview",
+    "chips": "chips",
+    "evaluate_vectors": "evaluate_vectors",
 }
 
 
