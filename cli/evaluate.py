@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+
 from mapseg_cli.options import is_quiet, json_output, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
 
@@ -16,6 +17,12 @@ spatial true-positive rate and IoU.
 $ mapseg evaluate run/model.keras annotation.json images/ --split-file run/splits.json
 $ mapseg evaluate model.keras annotation.json images/ --json
 $ mapseg evaluate model.keras annotation.json images/ --csv scores.csv
+$ mapseg evaluate model.keras chips/annotation.json chips/images --no-polygons
+
+Besides the pixel table, buildings are scored as instances (connected
+components of the prediction, score = mean probability): COCO AP, AP50, AP75,
+AR (pycocotools COCOeval, segm) and F1 / precision / recall at IoU >= 0.5
+(one-to-one matching, the SpaceNet rule).
 
 Without --split-file every annotated image is scored as one column, "all".
 """
@@ -40,6 +47,12 @@ Without --split-file every annotated image is scored as one column, "all".
 @click.option(
     "--csv", "csv_path", type=click.Path(path_type=Path), help="Also write the table as CSV."
 )
+@click.option(
+    "--polygons/--no-polygons",
+    default=True,
+    show_default=True,
+    help="Also score buildings as polygons: COCO AP/AP50/AP75/AR and F1@0.5 (SpaceNet rule).",
+)
 @json_output
 @overwrite
 @progress_option
@@ -52,6 +65,7 @@ def evaluate(
     splits: str,
     batch_size: int,
     csv_path: Path | None,
+    polygons: bool,
     as_json: bool,
     overwrite: bool,
     progress_mode: str,
@@ -74,6 +88,7 @@ def evaluate(
             split_file=split_file,
             splits=chosen,
             batch_size=batch_size,
+            polygons=polygons,
             report=printer,
         )
     if csv_path is not None:
@@ -82,3 +97,8 @@ def evaluate(
         click.echo(json.dumps(results, indent=2))
     elif progress_mode != "json":
         click.echo(format_table(results))
+        if polygons:
+            from mapseg_core.evaluation.model import format_polygon_table
+
+            click.echo("")
+            click.echo(format_polygon_table(results))

@@ -15,6 +15,7 @@ import traceback
 from typing import Any
 
 import click
+
 from mapseg_cli import commands
 
 # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise to a user.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from mapseg_cli.options import is_quiet, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
 
