@@ -125,6 +125,8 @@ def _int_list(
 )
 @click.option("--workers", type=int, help="Data-loading threads.")
 @click.option("--seed", type=int, help="Seed of the splits and shuffling.")
+@click.option("--train-size", type=float, help="Fraction of images for train+valid (rest: test).")
+@click.option("--valid-size", type=float, help="Fraction of train+valid held out for validation.")
 @click.option("--gsd", type=float, help="Ground sampling distance of the images, m/pixel.")
 @overwrite
 @progress_option

@@ -20,6 +20,7 @@ def evaluate_model(
     splits: tuple[str, ...] = SPLIT_NAMES,
     batch_size: int = 8,
     workers: int = 2,
+    polygons: bool = True,
     report: Reporter = null_reporter,
 ) -> dict[str, dict[str, float]]:
     """Loss, binary accuracy, Dice, spatial TPR and IoU per split.
@@ -30,6 +31,10 @@ def evaluate_model(
         split_file: a run's ``splits.json``; without it every annotated image
             is scored as one column ``all``.
         splits: which splits of ``split_file`` to score.
+        polygons: also score buildings as instances (connected components of
+            the thresholded prediction, see :mod:`mapseg_core.evaluation.model`):
+            COCO ``AP``, ``AP50``, ``AP75``, ``AR`` and ``F1@0.5``,
+            ``precision@0.5``, ``recall@0.5`` (SpaceNet rule) join each split's dict.
 
     Raises:
         ModelError, DatasetError: unusable model or data; a split file whose
@@ -76,6 +81,25 @@ def evaluate_model(
         )
         scores = model.evaluate(seq, verbose=0, return_dict=True)
         results[name] = {k: float(v) for k, v in scores.items()}
+        if polygons:
+            from mapseg_core.evaluation.model import (
+                ground_truth,
+                polygon_scores,
+                predict_instances,
+            )
+
+            predictions = predict_instances(
+                model,
+                dataset,
+                ids,
+                size,  # type: ignore[arg-type]
+                resize_mode=resize_mode,
+                output=str(meta.get("output", "logits")),
+                threshold=float(meta.get("threshold", 0.5)),
+                batch_size=batch_size,
+            )
+            figures, _ = polygon_scores(ground_truth(dataset, ids), predictions)
+            results[name].update(figures)
         report(
             {
                 "event": "progress",

@@ -1,0 +1,79 @@
+"""``evaluate_model`` polygon metrics equal pycocotools run by hand on the same predictions."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from helpers import make_learnable_coco
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from rasters import make_stub_model
+from scipy import ndimage
+
+from mapseg_core.training.evaluate import evaluate_model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalpoly")
+    annotations, images = make_learnable_coco(root, n_images=6)
+    # 48 px input on 64 px images: predictions are resized both ways, so they are not perfect.
+    model = make_stub_model(root / "stub.keras", input_size=(48, 48))
+    return model, annotations, images
+
+
+def _by_hand(model_path, annotations, images_dir):
+    import keras
+
+    from mapseg_core.models.artifact import load_artifact
+
+    model, _ = load_artifact(model_path)
+    data = json.loads(annotations.read_text())
+    results = []
+    for info in data["images"]:
+        image = np.asarray(Image.open(images_dir / info["file_name"]).convert("RGB"))
+        x = cv2.resize(image, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+        logits = np.asarray(model.predict_on_batch(x[None]))[0, ..., 0]
+        prob = 1 / (1 + np.exp(-logits))
+        prob = cv2.resize(prob, (info["width"], info["height"]), interpolation=cv2.INTER_LINEAR)
+        labels, n = ndimage.label(prob >= 0.5)
+        for k in range(1, n + 1):
+            m = labels == k
+            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+            results.append({"image_id": info["id"], "category_id": 100, "segmentation": rle,
+                            "score": float(prob[m].mean())})
+    del keras
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+        ev = COCOeval(gt, gt.loadRes(results), iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats, len(results)
+
+
+def test_polygon_ap_equals_pycocotools_by_hand(setup):
+    model, annotations, images = setup
+    results = evaluate_model(model, annotations, images, workers=1)
+    stats, n_pred = _by_hand(model, annotations, images)
+    scores = results["all"]
+    assert scores["AP"] == pytest.approx(stats[0], abs=1e-9)
+    assert scores["AP50"] == pytest.approx(stats[1], abs=1e-9)
+    assert scores["AP75"] == pytest.approx(stats[2], abs=1e-9)
+    assert scores["AR"] == pytest.approx(stats[8], abs=1e-9)
+    assert scores["buildings_predicted"] == n_pred
+    assert 0 < scores["AP"] < 1 and scores["F1@0.5"] > 0.5
+    assert "iou_coef" in scores  # the pixel table is still there
+
+
+def test_no_polygons_keeps_the_pixel_table_only(setup):
+    model, annotations, images = setup
+    results = evaluate_model(model, annotations, images, workers=1, polygons=False)
+    assert "AP" not in results["all"] and "dice_coef" in results["all"]
