@@ -24,3 +24,17 @@ def test_cli_is_installed_as_mapseg_cli_not_cli():
     assert importlib.util.find_spec("mapseg_cli.main") is not None
     entry = importlib.metadata.distribution("mapseg").entry_points
     assert [e.value for e in entry if e.name == "mapseg"] == ["mapseg_cli.main:cli"]
+
+
+def test_every_engine_package_is_listed_in_pyproject():
+    """A package missing from pyproject's list would vanish from a wheel install."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "mapseg_core").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)

@@ -1,0 +1,1 @@
+"""The mapseg Processing provider and its algorithms (one module each)."""
