@@ -12,6 +12,7 @@ COMMAND_MODULES: dict[str, str] = {
     "evaluate": "evaluate",
     "tile_infer": "tile_infer",
     "preview": "preview",
+    "info": "info",
     "chips": "chips",
     "evaluate_vectors": "evaluate_vectors",
 }

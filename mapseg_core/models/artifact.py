@@ -143,6 +143,31 @@ def load_artifact(
     return model, meta
 
 
+#: File name of the building model shipped inside the package (see docs/bundled-model.md).
+BUNDLED_MODEL = "buildings-b0.keras"
+
+
+def bundled_model_path() -> Path:
+    """Path of the model shipped with mapseg, used when no ``--model`` is given.
+
+    Raises:
+        ModelError: this installation has no bundled model (e.g. a source
+            checkout without the file); the message says to pass ``--model``.
+    """
+    path = Path(__file__).resolve().parent / "bundled" / BUNDLED_MODEL
+    if not path.is_file():
+        raise ModelError(
+            f"no bundled model in this installation ({path} is missing); "
+            "pass --model PATH to a mapseg .keras file"
+        )
+    return path
+
+
+def resolve_model(model: str | os.PathLike[str] | None) -> Path:
+    """``model`` as a path, or the bundled model when ``model`` is None."""
+    return bundled_model_path() if model is None else Path(model)
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file, for provenance records."""
     digest = hashlib.sha256()

@@ -1,0 +1,72 @@
+"""``mapseg info``: which engine this is, its backend, GPUs and default model."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from mapseg_cli.options import json_output, verbosity
+
+_HELP = """Report the engine: version, Python, Keras backend, visible GPUs, default model.
+
+\b
+$ mapseg info
+$ mapseg info --json
+"""
+
+
+@click.command("info", help=_HELP)
+@json_output
+@verbosity
+def info(as_json: bool) -> None:
+    import keras
+
+    from mapseg_core import __version__
+    from mapseg_core.errors import ModelError
+    from mapseg_core.models.artifact import bundled_model_path, read_metadata
+
+    report: dict[str, object] = {
+        "mapseg_version": __version__,
+        "python": sys.executable,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "gpus": _gpus(keras.backend.backend()),
+    }
+    try:
+        path = bundled_model_path()
+        meta = read_metadata(path)
+        report["default_model"] = {
+            "path": str(path),
+            "preset": meta.get("preset"),
+            "gsd": meta.get("gsd"),
+        }
+    except ModelError as exc:
+        report["default_model"] = None
+        report["default_model_problem"] = str(exc)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        click.echo(f"{key}: {value}")
+
+
+def _gpus(backend: str) -> list[str]:
+    """Names of the GPUs the active Keras backend can see."""
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return [d.name for d in tf.config.list_physical_devices("GPU")]
+        if backend == "jax":
+            import jax
+
+            return [str(d) for d in jax.devices() if d.platform == "gpu"]
+        if backend == "torch":
+            import torch
+
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # a broken driver must not break the report
+        return []
+    return []
