@@ -61,18 +61,21 @@ def write_scene(path: Path, size: int, strip: int = 1024) -> Path:
     return path
 
 
-def heavy_stub(path: Path, input_size: int, margin: int) -> Path:
+def heavy_stub(path: Path, input_size: int, margin: int, fixed: bool = False) -> Path:
     """Roof detector with the cost of a small CNN: ``roof_logit + 0 * convnet(x)``.
 
     The 1x1 roof convolution gives an exactly known mask; the zero-weighted
     branch (three 3x3 convolutions, 32 filters) gives the model a realistic
     compute cost, so the engine's overhead is measured against real work.
+    ``fixed`` builds it for ``input_size`` inputs only (like the mapseg U-Nets),
+    so tile-infer predicts model-sized windows instead of larger spans.
     """
     import keras
 
     from mapseg_core.models.artifact import save_artifact
 
-    inputs = keras.Input(shape=(None, None, 3))
+    side = input_size if fixed else None
+    inputs = keras.Input(shape=(side, side, 3))
     roof = keras.layers.Conv2D(1, 1, name="roof")
     x = inputs
     for k in range(3):

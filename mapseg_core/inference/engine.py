@@ -13,13 +13,18 @@ plugin and (later) a Dask cluster. Its steps:
    a plan, a block, a predictor and the config that a Dask worker can call):
    windowed read -> normalize -> pad -> model windows -> batched predict ->
    centre crop -> building mask -> polygons split into complete buildings and
-   border pieces.
+   border pieces. A model that takes inputs of any size predicts a block as a
+   few large spans instead of many model-sized windows (same crop rule, far
+   less overlap; see :meth:`~mapseg_core.inference.windows.WindowGrid.spans_of`).
 4. **Merge** border pieces (:class:`~mapseg_core.vectorize.polygons.BorderMerger`,
    any completion order), polish (min area, simplify, regularize) and stream
    the features into an atomic GeoPackage.
 
-Memory is bounded by one block (plus its margins) and the buildings waiting
-on unfinished block borders; the raster is never read whole.
+Within a raster the three stages of consecutive blocks overlap (a reader
+thread, the model in the calling thread, a vectorize/write thread), so reads
+and polygons cost little wall time on top of the model. Memory is bounded by
+three blocks (plus margins) and the buildings waiting on unfinished block
+borders; the raster is never read whole.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -259,15 +265,27 @@ class BlockResult:
 class Predictor:
     """A loaded model and how to call it: batched, numpy in and out."""
 
-    def __init__(self, model: Any, metadata: dict[str, Any], batch_size: int):
+    def __init__(
+        self,
+        model: Any,
+        metadata: dict[str, Any],
+        batch_size: int,
+        any_size: bool | None = None,
+    ):
         """Args:
         model: a Keras model mapping ``(n, h, w, bands)`` float32 to ``(n, h, w, 1)``.
         metadata: the model file's metadata.
         batch_size: windows per ``predict_on_batch`` call.
+        any_size: the model takes inputs of any size, so blocks are predicted as
+            spans (see :meth:`~mapseg_core.inference.windows.WindowGrid.spans_of`);
+            None: True when the model's input has no fixed height and width.
         """
         self.model = model
         self.metadata = metadata
         self.batch_size = batch_size
+        if any_size is None:
+            any_size = _takes_any_size(model)
+        self.any_size = any_size
 
     def __call__(self, windows: NDArray[np.float32]) -> NDArray[np.float32]:
         """Raw model output ``(n, h, w)`` for ``windows``."""
@@ -277,6 +295,15 @@ class Predictor:
             pred = np.asarray(self.model.predict_on_batch(batch))
             out[start : start + len(batch)] = pred.reshape(pred.shape[:3])
         return out
+
+
+def _takes_any_size(model: Any) -> bool:
+    """True for a Keras model whose (first) input has no fixed height and width."""
+    try:
+        shape = tuple(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError):
+        return False
+    return len(shape) == 4 and shape[1] is None and shape[2] is None
 
 
 # === Raster I/O ===
@@ -486,6 +513,96 @@ def plan_raster(
 # === One block ===
 
 
+@dataclass
+class _Prepared:
+    """A block read and ready for the model (the first stage of :func:`run_block`)."""
+
+    block: Block
+    # Padded, normalized block (rows, cols, bands), or None when it has no valid pixel.
+    padded: NDArray[np.float32] | None
+    # Validity of the padded block's pixels.
+    padded_valid: NDArray[np.bool_] | None
+    # Validity of the block's own pixels.
+    inner: NDArray[np.bool_]
+    # Pixels of the block that hold data.
+    valid_pixels: int
+
+
+def _prepare(ds: Any, plan: RasterPlan, block: Block) -> _Prepared:
+    """Read, normalize and pad one block (I/O; the only stage that touches ``ds``)."""
+    grid = plan.grid
+    bw = grid.windows_of(block)
+    data, valid = _read(ds, plan, bw.read)
+    m = grid.margin
+    (top, _), (left, _) = bw.pad
+    inner = valid[m - top : m - top + block.height, m - left : m - left + block.width]
+    n_valid = int(inner.sum())
+    if n_valid == 0:
+        return _Prepared(block, None, None, inner, 0)
+    x = apply_scaling(data, plan.scaling)
+    x[~valid] = plan.scaling.out_min
+    padded, padded_valid = pad_block(x, valid, bw.pad)
+    return _Prepared(block, padded, padded_valid, inner, n_valid)
+
+
+def _predict(plan: RasterPlan, prepared: _Prepared, predictor: Predictor) -> NDArray[np.float32]:
+    """Probabilities of the block's pixels (0 outside valid data)."""
+    grid = plan.grid
+    block = prepared.block
+    shape = (block.height, block.width)
+    if prepared.padded is None or prepared.padded_valid is None:
+        return np.zeros(shape, dtype=np.float32)
+    padded, padded_valid = prepared.padded, prepared.padded_valid
+    m = grid.margin
+    kind: Literal["logits", "probabilities"] = (
+        "logits" if plan.output == "logits" else "probabilities"
+    )
+    if predictor.any_size:
+        prob = np.zeros(shape, dtype=np.float32)
+        extra = (grid.tile[0] - grid.core[0], grid.tile[1] - grid.core[1])
+        budget = max(1, predictor.batch_size) * grid.tile[0] * grid.tile[1]
+        for span in grid.spans_of(block, budget):
+            r, c = span.row, span.col
+            h = min(span.height, shape[0] - r)
+            w = min(span.width, shape[1] - c)
+            if not padded_valid[r + m : r + m + h, c + m : c + m + w].any():
+                continue
+            x = padded[r : r + span.height + extra[0], c : c + span.width + extra[1]]
+            raw = np.asarray(predictor.model.predict_on_batch(x[None]))
+            raw = raw.reshape(raw.shape[1:3])[m : m + h, m : m + w]
+            prob[r : r + h, c : c + w] = to_probability(raw, kind)
+    else:
+        bw = grid.windows_of(block)
+        windows = split_windows(padded, bw.offsets, grid.tile)
+        raw = np.full(windows.shape[:3], -np.inf if kind == "logits" else 0.0, np.float32)
+        core_valid = np.array(
+            [
+                padded_valid[r + m : r + m + grid.core[0], c + m : c + m + grid.core[1]].any()
+                for r, c in bw.offsets
+            ]
+        )
+        if core_valid.any():
+            raw[core_valid] = predictor(windows[core_valid])
+        prob = assemble_cores(to_probability(raw, kind), bw.shape, m, grid.core, shape)
+    prob[~prepared.inner] = 0.0
+    return prob
+
+
+def _finish(
+    plan: RasterPlan,
+    prepared: _Prepared,
+    prob: NDArray[np.float32],
+    keep_probability: bool,
+) -> BlockResult:
+    """Threshold and vectorize one predicted block (pure CPU work, no model, no I/O)."""
+    block = prepared.block
+    mask = (prob >= plan.threshold) & prepared.inner
+    polygons = vectorize_block(
+        mask, prob, block.index, (block.row_off, block.col_off), plan.grid.n_blocks
+    )
+    return BlockResult(block, polygons, prob if keep_probability else None, prepared.valid_pixels)
+
+
 def run_block(
     ds: Any, plan: RasterPlan, block: Block, predictor: Predictor, keep_probability: bool = False
 ) -> BlockResult:
@@ -495,44 +612,12 @@ def run_block(
     dataset (see :func:`process_block` for the path-based form), the raster's
     plan, the block, and a loaded model; its output does not depend on any
     other block, and :class:`BorderMerger` accepts the results in any order.
+    Its three stages (read, predict, vectorize) are what :func:`tile_infer`
+    overlaps across consecutive blocks.
     """
-    grid = plan.grid
-    bw = grid.windows_of(block)
-    data, valid = _read(ds, plan, bw.read)
-    m = grid.margin
-    shape = (block.height, block.width)
-    (top, _), (left, _) = bw.pad
-    inner = valid[m - top : m - top + block.height, m - left : m - left + block.width]
-    n_valid = int(inner.sum())
-    if n_valid == 0:
-        prob = np.zeros(shape, dtype=np.float32)
-    else:
-        x = apply_scaling(data, plan.scaling)
-        x[~valid] = plan.scaling.out_min
-        padded, padded_valid = pad_block(x, valid, bw.pad)
-        windows = split_windows(padded, bw.offsets, grid.tile)
-        raw = np.full(windows.shape[:3], -np.inf if plan.output == "logits" else 0.0, np.float32)
-        core_valid = np.array(
-            [
-                padded_valid[r + m : r + m + grid.core[0], c + m : c + m + grid.core[1]].any()
-                for r, c in bw.offsets
-            ]
-        )
-        if core_valid.any():
-            raw[core_valid] = predictor(windows[core_valid])
-        prob = assemble_cores(
-            to_probability(raw, "logits" if plan.output == "logits" else "probabilities"),
-            bw.shape,
-            m,
-            grid.core,
-            shape,
-        )
-        prob[~inner] = 0.0
-    mask = (prob >= plan.threshold) & inner
-    polygons = vectorize_block(
-        mask, prob, block.index, (block.row_off, block.col_off), grid.n_blocks
-    )
-    return BlockResult(block, polygons, prob if keep_probability else None, n_valid)
+    prepared = _prepare(ds, plan, block)
+    prob = _predict(plan, prepared, predictor)
+    return _finish(plan, prepared, prob, keep_probability)
 
 
 def process_block(
@@ -801,34 +886,69 @@ def _run_raster(
     )
     px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
     crs = plan.crs
-    valid = 0
-    pixels_per_block = plan.src_width * plan.src_height / max(1, len(plan.grid)) / 1e6
-    with open_working(plan) as ds:
-        for k, block in enumerate(plan.grid.blocks(), start=1):
-            try:
-                result = run_block(ds, plan, block, predictor, keep_probability=bool(sinks))
-            except rasterio.errors.RasterioIOError as exc:
-                raise RasterError(
-                    f"cannot read {plan.name} at block {block.index}: "
-                    f"{str(exc).splitlines()[0]}; check the file is complete"
-                ) from None
-            valid += result.valid_pixels
-            for sink in sinks:
-                sink.write(result)
-            _write_buildings(merger.add(result.polygons), plan, writer, options, px_area_m2, crs)
-            elapsed = time.perf_counter() - started
-            done = done_before + k
-            rate = done * pixels_per_block / elapsed if elapsed else 0.0
-            report(
-                progress_event(
-                    done,
-                    total,
-                    raster=plan.name,
-                    mpx_per_s=round(rate, 3),
-                    eta_s=round(elapsed / done * (total - done), 1),
-                    pending_pieces=merger.pending,
-                )
+    keep = bool(sinks)
+    blocks = list(plan.grid.blocks())
+    pixels_per_block = plan.src_width * plan.src_height / max(1, len(blocks)) / 1e6
+
+    def read(ds: Any, block: Block) -> _Prepared:
+        try:
+            return _prepare(ds, plan, block)
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterError(
+                f"cannot read {plan.name} at block {block.index}: "
+                f"{str(exc).splitlines()[0]}; check the file is complete"
+            ) from None
+
+    def finish(prepared: _Prepared, prob: NDArray[np.float32]) -> int:
+        result = _finish(plan, prepared, prob, keep)
+        for sink in sinks:
+            sink.write(result)
+        _write_buildings(merger.add(result.polygons), plan, writer, options, px_area_m2, crs)
+        return result.valid_pixels
+
+    def progress(done_here: int) -> None:
+        elapsed = time.perf_counter() - started
+        done = done_before + done_here
+        rate = done * pixels_per_block / elapsed if elapsed else 0.0
+        report(
+            progress_event(
+                done,
+                total,
+                raster=plan.name,
+                mpx_per_s=round(rate, 3),
+                eta_s=round(elapsed / done * (total - done), 1),
+                pending_pieces=merger.pending,
             )
+        )
+
+    # Three stages overlap across consecutive blocks: a reader thread reads block k+1
+    # while the model predicts block k (TensorFlow releases the GIL, and waiting on the
+    # disk costs no CPU), and a writer thread vectorizes, merges and writes block k-1.
+    # One block per stage: memory stays at three blocks whatever the raster size. The
+    # dataset is only touched by the reader, the merger and outputs only by the writer,
+    # progress is reported from this thread, always in block order.
+    valid = 0
+    with open_working(plan) as ds:
+        reader = ThreadPoolExecutor(1, thread_name_prefix="mapseg-read")
+        writer_thread = ThreadPoolExecutor(1, thread_name_prefix="mapseg-vectorize")
+        try:
+            next_read: Future[_Prepared] | None = reader.submit(read, ds, blocks[0])
+            pending: Future[int] | None = None
+            for k in range(len(blocks)):
+                assert next_read is not None
+                prepared = next_read.result()
+                next_read = reader.submit(read, ds, blocks[k + 1]) if k + 1 < len(blocks) else None
+                prob = _predict(plan, prepared, predictor)
+                if pending is not None:
+                    valid += pending.result()
+                    progress(k)
+                pending = writer_thread.submit(finish, prepared, prob)
+            if pending is not None:
+                valid += pending.result()
+                progress(len(blocks))
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            writer_thread.shutdown(wait=True, cancel_futures=True)
     _write_buildings(merger.finish(), plan, writer, options, px_area_m2, crs)
     return valid
 
@@ -856,6 +976,30 @@ def _write_buildings(
             )
 
 
+def write_buildings(
+    buildings: Sequence[Building],
+    plan: RasterPlan,
+    writer: GpkgWriter,
+    config: TileConfig,
+    crs: CRS | None = None,
+) -> None:
+    """Polish finished buildings of ``plan``'s raster and add them to ``writer``.
+
+    The same polish and attributes as the single-process loop, for drivers that
+    merge blocks themselves (:mod:`mapseg_core.distributed.scheduler`), so a
+    building is written identically whichever door it came through. Pass
+    ``crs`` (``plan.crs``) when calling often: parsing the WKT costs time.
+    """
+    options = PolishOptions(
+        min_area_m2=config.min_area,
+        simplify=config.simplify / math.sqrt(plan.metres[0] * plan.metres[1]),
+        regularize=config.regularize,
+        m2_per_unit2=plan.metres[0] * plan.metres[1],
+    )
+    px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
+    _write_buildings(list(buildings), plan, writer, options, px_area_m2, crs or plan.crs)
+
+
 __all__ = [
     "BlockResult",
     "Predictor",
@@ -867,4 +1011,5 @@ __all__ = [
     "run_block",
     "tile_infer",
     "working_grid",
+    "write_buildings",
 ]

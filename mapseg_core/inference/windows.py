@@ -30,6 +30,19 @@ The core is also rounded down to a multiple of ``align`` (the network's total
 downsampling, 32 for the U-Nets): a U-Net is translation-equivariant only for
 shifts that are multiples of its downsampling, so windows at such offsets all
 see the same phase and agree where their contexts agree.
+
+``span`` (:meth:`WindowGrid.spans_of`)
+    for models that accept inputs of any size (fully convolutional, built with
+    ``(None, None, bands)`` inputs), a block's cores can be predicted as a few
+    larger windows instead of many model-sized ones: a span is a rectangle of
+    the block's core area, predicted with the same margins as a window (``margin``
+    before, ``tile - core - margin`` after), so the pixels the crop keeps see at
+    least the same context. What this saves is the overlap: with 512 px windows
+    and a 16 px margin, 4096 px need 9 windows per side (cores of 480) where 8
+    non-overlapping windows suffice, (9/8)^2 = 1.27 times the pixels; spans of
+    ~1000 px pay the margin ~4 times per side instead of 9, and the last span
+    of a raster ends at its edge (rounded up to ``align``) instead of a whole
+    core past it.
 """
 
 from __future__ import annotations
@@ -94,6 +107,8 @@ class WindowGrid:
     core: tuple[int, int]
     # Block size (rows, cols), a whole number of cores.
     block: tuple[int, int]
+    # Network downsampling the cores are multiples of (1: none); spans are rounded to it.
+    align: int = 1
 
     @property
     def n_blocks(self) -> tuple[int, int]:
@@ -147,6 +162,73 @@ class WindowGrid:
             offsets=offsets,
         )
 
+    def spans_of(self, block: Block, max_pixels: int) -> tuple[Span, ...]:
+        """The block's core area as few spans of at most ``max_pixels`` input pixels each.
+
+        Only for models that take inputs of any size. Span ``s`` is predicted from
+        rows ``s.row .. s.row + s.height + tile - core`` of the padded block of
+        :meth:`windows_of` (offsets relative to its top-left corner, like window
+        offsets); its core is ``margin`` pixels in. The spans cover the block
+        rounded up to ``align``, no further, so they always fit in the padded
+        block. Among the ways to cut the block into equal-ish spans that fit the
+        budget, the one predicting the fewest pixels in total is chosen (a span
+        larger than the budget only when one ``align`` unit already exceeds it).
+        """
+        return _spans_of(self, block, max_pixels)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A rectangle of a block's core area predicted as one model input (see ``spans_of``)."""
+
+    # First core row of the span, relative to the block's first row.
+    row: int
+    # First core column of the span, relative to the block's first column.
+    col: int
+    # Core rows of the span (a multiple of the grid's align; may pass the raster edge by < align).
+    height: int
+    # Core columns of the span.
+    width: int
+
+
+def _split(length: int, unit: int, parts: int) -> list[tuple[int, int]]:
+    """``length`` (a multiple of ``unit``) as ``parts`` near-equal runs of whole units."""
+    units = length // unit
+    base, extra = divmod(units, parts)
+    runs, start = [], 0
+    for k in range(parts):
+        size = (base + (k < extra)) * unit
+        runs.append((start, size))
+        start += size
+    return runs
+
+
+def _spans_of(grid: WindowGrid, block: Block, max_pixels: int) -> tuple[Span, ...]:
+    extra = (grid.tile[0] - grid.core[0], grid.tile[1] - grid.core[1])
+    units = [grid.align if grid.align > 1 and c % grid.align == 0 else 1 for c in grid.core]
+    rows = -(-block.height // units[0]) * units[0]
+    cols = -(-block.width // units[1]) * units[1]
+    best: tuple[int, int, int] | None = None
+    for k in range(1, rows // units[0] + 1):
+        h = -(-rows // (k * units[0])) * units[0] + extra[0]
+        if h * (units[1] + extra[1]) > max_pixels and k < rows // units[0]:
+            continue
+        max_w = max(units[1], (max_pixels // h - extra[1]) // units[1] * units[1])
+        parts = min(max(1, -(-cols // max_w)), cols // units[1])
+        # Input pixels of all spans: every span row adds extra[0] rows, every column extra[1].
+        cost = (rows + k * extra[0]) * (cols + parts * extra[1])
+        if best is None or cost < best[0]:
+            best = (cost, k, parts)
+        if parts == 1:
+            break
+    assert best is not None
+    _, k, parts = best
+    return tuple(
+        Span(r, c, hh, ww)
+        for r, hh in _split(rows, units[0], k)
+        for c, ww in _split(cols, units[1], parts)
+    )
+
 
 def make_grid(
     height: int,
@@ -196,4 +278,5 @@ def make_grid(
         margin=margin,
         core=(core[0], core[1]),
         block=(block[0], block[1]),
+        align=max(1, align),
     )

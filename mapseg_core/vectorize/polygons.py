@@ -11,7 +11,7 @@ block layout.
 
 Merge rule. Buildings are 4-connected components of the mask (pixels sharing
 an edge, as ``rasterio.features.shapes(connectivity=4)`` and
-``scipy.ndimage.label`` see them). Within a block each component is one
+``cv2.connectedComponents(connectivity=4)`` see them). Within a block each component is one
 polygon, holes kept. A component that reaches an *internal* block border is a
 :class:`Piece`; two pieces in neighbouring blocks belong to the same building
 exactly when a pixel of one and a pixel of the other face each other across
@@ -28,12 +28,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import rasterio.features
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
-from scipy import ndimage
 from shapely.geometry import Polygon
 
 from mapseg_core.vectorize.regularize import regularize
@@ -103,14 +103,20 @@ def vectorize_block(
         offset: (row, col) of the block's first pixel in the working grid.
         n_blocks: blocks down and across; a side on the raster edge is no border.
     """
-    labels, count = ndimage.label(mask)
+    mask8 = np.ascontiguousarray(mask, dtype=np.uint8)
+    count, found = cv2.connectedComponents(mask8, connectivity=4, ltype=cv2.CV_32S)
+    labels: NDArray[np.int32] = np.asarray(found, dtype=np.int32)
+    count -= 1  # label 0 is the background
     if count == 0:
         return BlockPolygons(block, (), ())
-    labels = labels.astype(np.int32, copy=False)
-    flat = labels.ravel()
-    pixels = np.bincount(flat, minlength=count + 1)
+    # Per-label pixel counts and probability sums over the building pixels only.
+    fg = np.flatnonzero(mask8)
+    fg_labels = labels.ravel()[fg]
+    pixels = np.bincount(fg_labels, minlength=count + 1)
     sums = np.bincount(
-        flat, weights=np.asarray(prob, dtype=np.float64).ravel(), minlength=count + 1
+        fg_labels,
+        weights=np.asarray(prob).ravel()[fg].astype(np.float64),
+        minlength=count + 1,
     )
     row0, col0 = offset
     i, j = block
@@ -134,7 +140,7 @@ def vectorize_block(
 
     complete: list[Building] = []
     pieces: list[Piece] = []
-    values, geoms = _polygonize(labels, Affine.translation(col0, row0))
+    values, geoms = polygonize(mask8, labels, (row0, col0))
     for lab, geom in zip(values, geoms, strict=True):
         if lab in edge_slots:
             pieces.append(
@@ -152,17 +158,105 @@ def vectorize_block(
     return BlockPolygons(block, tuple(complete), tuple(pieces))
 
 
-def _polygonize(labels: NDArray[np.int32], transform: Affine) -> tuple[list[int], list[Polygon]]:
-    """Polygons of each labelled region (GDAL polygonize, 4-connected), holes kept.
+def polygonize(
+    mask: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int] = (0, 0)
+) -> tuple[list[int], list[Polygon]]:
+    """Pixel-edge polygons of the 4-connected components of ``mask``, holes kept.
 
-    The GeoJSON rings GDAL returns are turned into shapely polygons in one
-    vectorized call: building them one by one with ``shape()`` costs more
-    than the polygonization itself.
+    Returns the component labels and their polygons in global pixel corner
+    coordinates (``offset`` = (row, col) of ``mask[0, 0]``), exactly what GDAL's
+    polygonize (``rasterio.features.shapes(labels, mask=labels > 0,
+    connectivity=4)``) gives, but about 10x faster, because only the building
+    outlines are traced (by OpenCV) and the polygons are built in one
+    vectorized shapely call.
+
+    Why the mask is traced at twice its size: ``cv2.findContours`` follows the
+    *centres* of boundary pixels, so a one-pixel-wide part would collapse to a
+    line. In the 2x image every pixel is a 2x2 square; a boundary pixel at
+    upsampled ``x`` is the left half (``x = 2c``) or the right half
+    (``x = 2c + 1``) of source pixel ``c``, and the traced outline lies on
+    that pixel's left edge ``c`` or right edge ``c + 1`` respectively:
+    ``(x + 1) // 2`` in both cases (same for rows, and for the hole outlines,
+    which OpenCV traces on the building pixels around the hole). The corner
+    cuts of the 8-connected trace at concave corners map onto the corner
+    itself and are dropped as repeated points.
+
+    OpenCV's trace treats buildings as 8-connected. Where two building pixels
+    touch only at a corner (a 2x2 window holding one diagonal pair), that
+    differs from the 4-connected rule, so the components at such pinches (rare
+    in building masks) go through GDAL instead; everything else has no
+    pinch, and there 4- and 8-connectivity agree for buildings and background.
     """
+    a, b, c, d = mask[:-1, :-1], mask[:-1, 1:], mask[1:, :-1], mask[1:, 1:]
+    pinch = (a & d & ~(b | c)) | (b & c & ~(a | d))
+    values: list[int] = []
+    geoms: list[Polygon] = []
+    traced = mask
+    if pinch.any():
+        rows, cols = np.nonzero(pinch)
+        near = np.concatenate(
+            [
+                labels[rows, cols],
+                labels[rows, cols + 1],
+                labels[rows + 1, cols],
+                labels[rows + 1, cols + 1],
+            ]
+        )
+        odd = np.unique(near[near > 0])
+        in_odd = np.isin(labels, odd)
+        values, geoms = _polygonize_gdal(np.where(in_odd, labels, 0), offset)
+        traced = np.where(in_odd, 0, mask).astype(np.uint8)
+    traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
+    return values + traced_values, geoms + traced_geoms
+
+
+def _polygonize_traced(
+    mask: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int]
+) -> tuple[list[int], list[Polygon]]:
+    """:func:`polygonize` by contour tracing, for a mask without pinches."""
+    h, w = mask.shape
+    up = cv2.resize(mask, (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST)
+    contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return [], []
+    n = len(contours)
+    lengths = np.fromiter((len(k) for k in contours), np.int64, n)
+    points = np.concatenate(contours).reshape(-1, 2)
+    starts = np.cumsum(lengths) - lengths
+    # Outlines: RETR_CCOMP gives each outer boundary parent -1 and its holes as children.
+    parent = hierarchy[0][:, 3]
+    outer = parent < 0
+    polygon_of = np.where(outer, np.arange(n), parent)
+    first = points[starts[outer]]
+    values = labels[first[:, 1] // 2, first[:, 0] // 2]
+    corners = (points + 1) // 2
+    previous = np.roll(corners, 1, axis=0)
+    previous[starts] = corners[starts + lengths - 1]
+    keep = np.any(corners != previous, axis=1)
+    # Rings grouped by polygon, shell first, as shapely.polygons(indices=...) wants them.
+    order = np.lexsort((~outer, polygon_of))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    ring_of_point = np.repeat(rank, lengths)
+    point_order = np.argsort(ring_of_point, kind="stable")
+    point_order = point_order[keep[point_order]]
+    xy = corners[point_order].astype(np.float64)
+    xy += (offset[1], offset[0])
+    rings = shapely.linearrings(xy, indices=ring_of_point[point_order])
+    polygons = shapely.polygons(rings, indices=np.cumsum(outer[order]) - 1)
+    # Polygons come out ordered by their shell's contour index, as ``values`` is.
+    return values.tolist(), list(polygons)
+
+
+def _polygonize_gdal(
+    labels: NDArray[np.int32], offset: tuple[int, int]
+) -> tuple[list[int], list[Polygon]]:
+    """:func:`polygonize` by GDAL (any mask); rings to polygons in one vectorized call."""
     values: list[int] = []
     coords: list[tuple[float, float]] = []
     ring_index: list[int] = []
     polygon_index: list[int] = []
+    transform = Affine.translation(offset[1], offset[0])
     for geojson, value in rasterio.features.shapes(
         labels, mask=labels > 0, connectivity=4, transform=transform
     ):

@@ -15,6 +15,7 @@ from shapely.geometry import box
 
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import ModelError, OutputExistsError, RasterError
+from mapseg_core.inference import engine
 from mapseg_core.inference.engine import (
     choose_bands,
     metres_per_unit,
@@ -35,12 +36,16 @@ def _run(rasters, out, model, **options):
     return summary, gpd.read_file(out, layer=options.get("layer", "buildings")), events
 
 
+@pytest.mark.parametrize("windows", ["spans", "model-sized"])
 @pytest.mark.parametrize(
     ("block_size", "overlap", "batch_size"), [(32, 8, 1), (48, 4, 3), (100, 16, 8), (4096, 0, 64)]
 )
 def test_exact_polygons_for_any_block_size_and_overlap(
-    scene_raster, stub_model, tmp_path, block_size, overlap, batch_size
+    scene_raster, stub_model, tmp_path, monkeypatch, block_size, overlap, batch_size, windows
 ):
+    if windows == "model-sized":  # as for a model built for one input size (the U-Nets)
+        monkeypatch.setattr(engine.Predictor, "any_size", False, raising=False)
+        monkeypatch.setattr(engine, "_takes_any_size", lambda model: False)
     raster, shapes = scene_raster
     summary, df, events = _run(
         [raster],
@@ -250,3 +255,30 @@ def test_working_grid():
 
 def test_ground_colour_is_not_a_building():
     assert (ROOF[0] - ROOF[2] - 100) > 0 > (GROUND[0] - GROUND[2] - 100)
+
+
+def test_spans_predict_what_model_sized_windows_predict(tmp_path):
+    """A 3x3 CNN (receptive margin 3 <= overlap 8) gives the same probabilities either way."""
+    import keras
+
+    from mapseg_core.inference.engine import Predictor, open_working, run_block
+
+    raster = write_raster(tmp_path / "scene.tif", scene()[0])
+    inputs = keras.Input(shape=(None, None, 3))
+    x = keras.layers.Rescaling(1 / 64)(inputs)
+    for k in range(3):
+        x = keras.layers.Conv2D(4, 3, padding="same", activation="tanh", name=f"c{k}")(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(x))
+    metadata = {"input_size": [64, 64], "receptive_margin": 8, "bands": 3, "gsd": 0.3}
+    metadata |= {"output": "logits", "threshold": 0.5, "band_names": ["red", "green", "blue"]}
+    plan, _ = plan_raster(raster, metadata, TileConfig(block_size=100, batch_size=3, gsd="native"))
+    spans = Predictor(model, metadata, 3, any_size=True)
+    windows = Predictor(model, metadata, 3, any_size=False)
+    spread = []
+    with open_working(plan) as ds:
+        for block in plan.grid.blocks():
+            a = run_block(ds, plan, block, spans, keep_probability=True).probability
+            b = run_block(ds, plan, block, windows, keep_probability=True).probability
+            np.testing.assert_allclose(a, b, atol=1e-5)
+            spread.append(a.std())
+    assert max(spread) > 0.01  # the network's output varies with the context: a real check

@@ -47,3 +47,45 @@ def test_read_window_is_clipped_and_padded_at_the_edges():
 def test_overlap_leaving_no_core_is_refused():
     with pytest.raises(ConfigError, match="--overlap below 32"):
         make_grid(100, 100, (64, 64), 32, 100)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "margin", "block", "align", "budget"),
+    [
+        (100, 130, (32, 32), 4, 50, 1, 3 * 32 * 32),
+        (700, 500, (64, 64), 8, 300, 32, 4 * 64 * 64),
+        (4096, 4096, (512, 512), 16, 2048, 32, 4 * 512 * 512),
+        (7, 300, (20, 30), 2, 33, 1, 1),
+    ],
+)
+def test_spans_cover_each_block_once_and_fit_in_the_padded_block(
+    height, width, tile, margin, block, align, budget
+):
+    grid = make_grid(height, width, tile, margin, block, align)
+    extra = (tile[0] - grid.core[0], tile[1] - grid.core[1])
+    hits = np.zeros((height + 64, width + 64), dtype=int)
+    for b in grid.blocks():
+        bw = grid.windows_of(b)
+        (top, bottom), (left, right) = bw.pad
+        padded = (bw.read.height + top + bottom, bw.read.width + left + right)
+        for s in grid.spans_of(b, budget):
+            assert s.row + s.height + extra[0] <= padded[0]
+            assert s.col + s.width + extra[1] <= padded[1]
+            if budget > tile[0] * tile[1]:
+                assert (s.height + extra[0]) * (s.width + extra[1]) <= budget
+            r0, c0 = b.row_off + s.row, b.col_off + s.col
+            hits[r0 : r0 + s.height, c0 : c0 + s.width] += 1
+            assert s.row % grid.align == 0 or grid.core[0] % grid.align
+    assert (hits[:height, :width] == 1).all()
+    assert hits.max() == 1
+
+
+def test_spans_predict_fewer_pixels_than_windows():
+    grid = make_grid(4096, 4096, (512, 512), 16, 2048, 32)
+    spans = sum(
+        (s.height + 32) * (s.width + 32)
+        for b in grid.blocks()
+        for s in grid.spans_of(b, 4 * 512**2)
+    )
+    windows = sum(len(grid.windows_of(b).offsets) for b in grid.blocks()) * 512**2
+    assert windows / 4096**2 == pytest.approx(81 / 64) and spans / 4096**2 < 1.08

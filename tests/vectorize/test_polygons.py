@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import random
 
+import cv2
 import numpy as np
 import pytest
+import rasterio.features
 import shapely
+import shapely.affinity
+import shapely.geometry
 from affine import Affine
 from rasters import canonical, scene
 from shapely.geometry import Polygon, box
@@ -17,6 +21,7 @@ from mapseg_core.vectorize.polygons import (
     PolishOptions,
     merge_blocks,
     polish,
+    polygonize,
     to_world,
     vectorize_block,
 )
@@ -95,3 +100,39 @@ def test_simplify_keeps_topology():
     stairs = Polygon([(0, 0), (10, 0), (10, 1), (9, 1), (9, 2), (8, 2), (8, 3), (0, 3)])
     parts, _ = polish(Building(stairs, 27, 27.0), Affine.identity(), 1.0, PolishOptions(simplify=1))
     assert len(parts) == 1 and parts[0].is_valid and len(parts[0].exterior.coords) < 9
+
+
+def _gdal(labels: np.ndarray) -> dict[int, str]:
+    out = {}
+    for geojson, value in rasterio.features.shapes(labels, mask=labels > 0, connectivity=4):
+        out[int(value)] = shapely.normalize(shapely.geometry.shape(geojson)).wkt
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_polygonize_equals_gdal_vertex_for_vertex(seed):
+    """Random masks (rectangles xor-ed: holes, pinches, one-pixel parts), labelled 4-connected."""
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        h, w = rng.integers(1, 40, 2)
+        mask = np.zeros((h, w), np.uint8)
+        for _ in range(rng.integers(1, 14)):
+            r, c = rng.integers(0, h), rng.integers(0, w)
+            mask[r : r + rng.integers(1, 9), c : c + rng.integers(1, 9)] ^= 1
+        _, labels = cv2.connectedComponents(mask, connectivity=4, ltype=cv2.CV_32S)
+        values, geoms = polygonize(mask, labels, (5, 7))
+        ours = {
+            v: shapely.normalize(shapely.affinity.translate(g, -7, -5)).wkt
+            for v, g in zip(values, geoms, strict=True)
+        }
+        assert ours == _gdal(labels)
+
+
+def test_pinched_buildings_stay_apart_and_whole():
+    mask = np.zeros((6, 6), np.uint8)
+    mask[1, 1] = mask[2, 2] = 1  # two buildings touching at a corner
+    mask[3:5, 3:5] = 1
+    mask[3, 3] = 0  # a notch, no pinch: traced
+    _, labels = cv2.connectedComponents(mask, connectivity=4, ltype=cv2.CV_32S)
+    values, geoms = polygonize(mask, labels)
+    assert sorted(g.area for g in geoms) == [1.0, 1.0, 3.0] and len(set(values)) == 3
