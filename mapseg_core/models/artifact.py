@@ -83,12 +83,14 @@ def save_artifact(model: Any, path: str | os.PathLike[str], metadata: dict[str, 
 
 
 def _strip_optimizer(model: Any) -> Any:
-    """A copy of ``model`` without optimizer state (half the size for Adam)."""
+    """An uncompiled copy of ``model`` (no optimizer state: a third of the size with Adam).
+
+    ``keras.models.clone_model`` keeps the compile state in Keras 3.15, so the
+    copy is rebuilt from the model's config instead.
+    """
     if getattr(model, "optimizer", None) is None:
         return model
-    import keras
-
-    clone = keras.models.clone_model(model)
+    clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
     return clone
 

@@ -50,6 +50,25 @@ def test_plain_keras_load_model_in_a_fresh_process(tmp_path, tiny_model):
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), tiny_model.predict(x, verbose=0))
 
 
+def test_optimizer_state_is_not_shipped(tmp_path):
+    import h5py
+    import keras
+
+    from mapseg_core.models.losses import ComboLoss
+
+    model = build_unet(make_config("tiny").model)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ComboLoss())
+    x = np.zeros((2, 64, 64, 3), "float32")
+    model.fit(x, np.zeros((2, 64, 64, 1), "float32"), verbose=0)
+    path = save_artifact(model, tmp_path / "m.keras", {})
+    with zipfile.ZipFile(path) as zf:
+        zf.extract("model.weights.h5", tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5") as weights:
+        assert "optimizer" not in weights
+    loaded, _ = load_artifact(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 def test_not_a_model_file(tmp_path):
     junk = tmp_path / "junk.keras"
     junk.write_text("hello")
