@@ -2,6 +2,7 @@
 # The main job: set up, train a small building model on the bundled crowdAI
 # sample, and evaluate it on the run's own train/valid/test splits.
 # Outputs land in out/demo-run (model.keras, report.csv, three PNG figures).
+# (The README's main job is scripts/demo.sh: the bundled model on the bundled raster.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
