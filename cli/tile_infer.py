@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from mapseg_cli.options import is_quiet, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
 
@@ -118,6 +119,22 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
     type=click.Path(path_type=Path),
     help="Also write the building mask as a GeoTIFF on the input grid.",
 )
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS",
+    help="Run blocks on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 (docs/cluster.md).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Run blocks on a local Dask cluster of N worker processes.",
+)
+@click.option(
+    "--job-dir",
+    type=click.Path(path_type=Path),
+    help="Keep finished blocks here; the same command continues a killed run.",
+)
 @overwrite
 @progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
@@ -141,6 +158,11 @@ def tile_infer(
     $ mapseg tile-infer ortho.tif -o buildings.gpkg --model run/model.keras
     $ mapseg tile-infer a.tif b.tif -o out.gpkg --model m.keras --simplify 0.5 --regularize
     $ mapseg tile-infer mass.tif -o out.gpkg --model m.keras --nodata none --progress json
+    $ mapseg tile-infer 'tiles/*.tif' -o out.gpkg --model m.keras --workers 4 --job-dir job
+    $ mapseg tile-infer mosaic.vrt -o out.gpkg --model m.keras --dask tcp://head:8786 --job-dir job
+
+    With --job-dir, a killed run continues when the same command is run again.
+    Exit code 4: some blocks failed twice; they are named, the rest is written.
     """
     import json
 
@@ -150,14 +172,31 @@ def tile_infer(
     for key in ("save_probabilities", "save_mask"):
         if options.get(key) is not None:
             options[key] = str(options[key])
+    from mapseg_core.distributed.inputs import expand_rasters
+
+    dask_address = options.pop("dask_address")
+    workers = options.pop("workers")
+    job_dir = options.pop("job_dir")
     with ProgressPrinter(progress_mode, desc="tile-infer", quiet=is_quiet()) as printer:
         config = TileConfig(**options)
-        summary = run(list(rasters), output, model, config, report=printer)
+        paths = expand_rasters(rasters)
+        if dask_address is None and workers is None and job_dir is None:
+            summary = run(paths, output, model, config, report=printer)
+        else:
+            from mapseg_core.distributed.scheduler import JobOptions, tile_infer_job
+
+            job = JobOptions(
+                dask=dask_address,
+                workers=workers,
+                job_dir=None if job_dir is None else str(job_dir),
+            )
+            summary = tile_infer_job(paths, output, model, config, job, report=printer)
     if as_json and progress_mode != "json":
         click.echo(json.dumps(summary, default=str))
     elif progress_mode != "json" and not is_quiet():
         click.echo(
             f"{summary['features']} buildings -> {summary['output']} "
-            f"({summary['seconds']:.1f} s, {summary['mpx_per_s']:.2f} Mpx/s)",
+            f"({summary['seconds']:.1f} s, {summary['mpx_per_s'] or 0:.2f} Mpx/s, "
+            f"{summary['km2_per_h'] or 0:.1f} km2/h)",
             err=True,
         )

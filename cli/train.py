@@ -120,8 +120,10 @@ def _int_list(
 @click.option("--mixed-precision", is_flag=True, default=None, help="float16 compute (GPUs).")
 @click.option(
     "--strategy",
-    type=click.Choice(["default", "mirrored"]),
-    help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs.",
+    type=click.Choice(["default", "mirrored", "multiworker"]),
+    help="mirrored: MirroredStrategy over all visible GPUs; multiworker: "
+    "MultiWorkerMirroredStrategy over the machines in TF_CONFIG (docs/cluster.md); "
+    "with KERAS_BACKEND=jax both use keras.distribution.DataParallel.",
 )
 @click.option("--workers", type=int, help="Data-loading threads.")
 @click.option("--seed", type=int, help="Seed of the splits and shuffling.")

@@ -112,8 +112,9 @@ class TrainConfig:
     histogram_freq: int = 10
     # float16 compute with float32 variables (GPU only pays off).
     mixed_precision: bool = False
-    # "mirrored": tf.distribute.MirroredStrategy over the visible GPUs (TensorFlow backend).
-    strategy: Literal["default", "mirrored"] = "default"
+    # "mirrored": MirroredStrategy over this machine's GPUs; "multiworker":
+    # MultiWorkerMirroredStrategy over the machines in TF_CONFIG (JAX: DataParallel for both).
+    strategy: Literal["default", "mirrored", "multiworker"] = "default"
     # Parallel data-loading workers (threads) feeding the model.
     workers: int = 2
     # Number of test images in the prediction grid picture.

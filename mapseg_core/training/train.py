@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import logging
 import math
 import shutil
@@ -424,17 +425,50 @@ def _precision(mixed: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _strategy_scope(strategy: str) -> Iterator[None]:
+    """Build/load the model under ``--strategy`` (see docs/cluster.md, "Training at scale").
+
+    TensorFlow: ``mirrored`` is ``tf.distribute.MirroredStrategy`` (the GPUs of this
+    machine), ``multiworker`` is ``MultiWorkerMirroredStrategy`` (machines named in
+    ``TF_CONFIG``). JAX: both are ``keras.distribution.DataParallel`` over every
+    device (``multiworker`` first joins the processes named in the
+    ``KERAS_DISTRIBUTION_*`` variables); JAX has no scope, so it is set once for the process.
+    """
     import keras
 
     if strategy == "default":
         yield
         return
-    if keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "jax":
+        _jax_data_parallel(strategy)
+        yield
+        return
+    if backend != "tensorflow":
         raise ConfigError(
-            f"--strategy {strategy} needs the TensorFlow backend (KERAS_BACKEND=tensorflow); "
-            "with JAX use keras.distribution.DataParallel"
+            f"--strategy {strategy} needs the TensorFlow or JAX backend "
+            "(KERAS_BACKEND=tensorflow or jax)"
         )
+    with _tf_strategy(strategy).scope():
+        yield
+
+
+@functools.cache
+def _tf_strategy(strategy: str) -> Any:
+    """One strategy object per process: MultiWorkerMirroredStrategy may be created only once."""
     import tensorflow as tf
 
-    with tf.distribute.MirroredStrategy().scope():
-        yield
+    if strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy()
+
+
+def _jax_data_parallel(strategy: str) -> None:
+    """Replicate the model on every JAX device and split each batch across them."""
+    import keras
+
+    if isinstance(keras.distribution.distribution(), keras.distribution.DataParallel):
+        return
+    if strategy == "multiworker":
+        keras.distribution.initialize()  # reads KERAS_DISTRIBUTION_JOB_ADDRESSES etc.
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))

@@ -1,0 +1,496 @@
+"""``tile_infer_job``: tile inference on a Dask cluster and/or resumable from a job directory.
+
+The same job as :func:`mapseg_core.inference.engine.tile_infer` (same checks,
+plans, blocks, merge and GeoPackage), with two things added:
+
+* **Where blocks run.** On a Dask cluster (a scheduler address, a
+  ``LocalCluster`` of N processes, or a ``Client`` passed in), each block is
+  one task (:func:`~mapseg_core.distributed.cluster.run_block_task`) that
+  returns the block's polygons; or in this process, one after the other.
+  Tasks are submitted a few per worker thread at a time, so the scheduler
+  never holds millions of tasks and finished polygons do not pile up.
+* **What survives a kill.** With a job directory, every finished block's
+  polygons go into the manifest (:class:`~mapseg_core.distributed.jobs.JobManifest`)
+  before they are merged. A rerun replays the stored blocks into the merger,
+  runs only the missing ones, and writes the GeoPackage from scratch, so its
+  polygons are those of an uninterrupted run.
+
+Blocks complete in any order; the :class:`~mapseg_core.vectorize.polygons.BorderMerger`
+is exact in any order, so the polygon set equals the single-process one.
+Feature ids follow completion order and may differ between runs.
+
+A block whose task fails is retried once by Dask (a worker that dies is
+replaced by its nanny and its tasks rescheduled, which Dask does by itself).
+A block that still fails is named in a ``warning`` event, recorded as failed
+in the manifest, and left out; everything else is merged and written, and
+:class:`~mapseg_core.distributed.jobs.BlocksFailed` (exit code 4) is raised
+after the GeoPackage is in place. Rerunning the command retries those blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from rasterio.crs import CRS
+
+from mapseg_core import __version__
+from mapseg_core.config import TileConfig
+from mapseg_core.distributed.cluster import (
+    BlockOutcome,
+    WorkerSpec,
+    connect,
+    local_tf_threads,
+    run_block_task,
+    warm_up,
+)
+from mapseg_core.distributed.inputs import expand_rasters
+from mapseg_core.distributed.jobs import BlocksFailed, JobManifest, block_name, job_fingerprint
+from mapseg_core.errors import ConfigError, Interrupted
+from mapseg_core.inference.engine import (
+    GDAL_CACHE_BYTES,
+    Predictor,
+    RasterPlan,
+    open_working,
+    plan_raster,
+    run_block,
+    write_buildings,
+)
+from mapseg_core.inference.windows import Block
+from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
+from mapseg_core.progress import Reporter, null_reporter, progress_event
+from mapseg_core.vectorize.gpkg import GpkgWriter, check_output
+from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger
+
+#: One unit of work: raster number, its plan, one of its blocks.
+Task = tuple[int, RasterPlan, Block]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Where a tile-infer job runs and where it keeps its state (CLI option names)."""
+
+    # Address of a running Dask scheduler, e.g. "tcp://host:8786" (None: no remote cluster).
+    dask: str | None = None
+    # Start a LocalCluster with this many worker processes, one thread each (None: none).
+    workers: int | None = None
+    # Job directory: finished blocks and their polygons, for resuming (None: nothing kept).
+    job_dir: str | None = None
+    # Dask retries of a failed block task; a block failing retries + 1 times is reported.
+    retries: int = 1
+    # Block tasks in flight per worker thread (bounds scheduler load and memory).
+    inflight_per_thread: int = 4
+    # TensorFlow threads per worker (None: cores // workers with `workers`, else TF's default).
+    tf_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dask is not None and self.workers is not None:
+            raise ConfigError("pass either --dask ADDRESS or --workers N, not both")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.retries < 0 or self.inflight_per_thread < 1:
+            raise ConfigError("retries must be 0 or more and inflight_per_thread at least 1")
+
+
+def tile_infer_job(
+    rasters: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    model: str | os.PathLike[str],
+    config: TileConfig | None = None,
+    job: JobOptions | None = None,
+    report: Reporter = null_reporter,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Detect buildings in ``rasters`` on a Dask cluster and/or resumably; one GeoPackage layer.
+
+    Args:
+        rasters: GDAL rasters (GeoTIFF, VRT mosaics) or glob patterns.
+        output: target ``.gpkg`` (atomic, as in :func:`~mapseg_core.inference.engine.tile_infer`).
+        model: a mapseg ``.keras`` file, readable at the same path on every worker.
+        config: the tiling options; the same values give the same polygons as
+            the single-process path.
+        job: where blocks run (``dask`` / ``workers``, else in this process) and
+            the job directory.
+        report: progress events, as the single-process path, plus ``resumed``
+            (blocks taken from the job directory) in ``start``.
+        client: a ``distributed.Client`` to use instead of ``job.dask``/``job.workers``.
+
+    Returns:
+        The summary of :func:`~mapseg_core.inference.engine.tile_infer`, plus
+        ``blocks_run`` and ``blocks_resumed``, ``failed_blocks`` (names),
+        ``workers`` and ``job_dir``. ``mpx_per_s`` and ``km2_per_h`` count the
+        blocks run in this call only (a resumed run does not inflate them).
+
+    Raises:
+        BlocksFailed: some blocks failed twice; everything else was written.
+        Interrupted: Ctrl-C; the job directory (if any) keeps the finished blocks.
+        MapsegError: bad rasters, model, output or job directory, as the single-process path.
+    """
+    config = config or TileConfig()
+    job = job or JobOptions()
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        return _Job(rasters, output, model, config, job, report, client).run()
+
+
+class _Job:
+    """One run of a job: checks, plans, manifest, block loop, merge, write."""
+
+    def __init__(
+        self,
+        rasters: Sequence[str | os.PathLike[str]],
+        output: str | os.PathLike[str],
+        model: str | os.PathLike[str],
+        config: TileConfig,
+        job: JobOptions,
+        report: Reporter,
+        client: Any,
+    ):
+        self.started = time.perf_counter()
+        self.config = config
+        self.job = job
+        self.report = report
+        self.client = client
+        self.model = str(model)
+        self.warnings: list[str] = []
+        if config.save_probabilities or config.save_mask:
+            raise ConfigError(
+                "--save-probabilities and --save-mask are not available with --dask, --workers "
+                "or --job-dir; write them in a separate run without those options"
+            )
+        paths = expand_rasters(rasters)
+        if not paths:
+            raise ConfigError("no raster given; pass one or more GeoTIFF files")
+        self.output = check_output(output, config.overwrite)
+        self.metadata = read_metadata(model)
+        self.plans: list[RasterPlan] = []
+        for path in paths:
+            plan, notes = plan_raster(_absolute(path), self.metadata, config)
+            self.plans.append(plan)
+            for note in notes:
+                self.warn(note)
+        self.crs = [p.crs for p in self.plans]
+        self.out_crs = CRS.from_user_input(config.crs) if config.crs else self.crs[0]
+        self.model_sha256 = file_sha256(model)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.report({"event": "warning", "message": message})
+
+    def run(self) -> dict[str, Any]:
+        manifest = None
+        if self.job.job_dir is not None:
+            fingerprint = job_fingerprint(
+                self.config, self.model_sha256, [p.path for p in self.plans]
+            )
+            manifest = JobManifest.open(self.job.job_dir, fingerprint, self.config.overwrite)
+        try:
+            return self._run(manifest)
+        except KeyboardInterrupt:
+            saved = (
+                f"; {manifest.count()} finished blocks are kept in --job-dir {self.job.job_dir}, "
+                "run the same command again to continue"
+                if manifest is not None
+                else "; pass --job-dir DIR to make a run resumable"
+            )
+            raise Interrupted(f"tile-infer stopped{saved}") from None
+        finally:
+            if manifest is not None:
+                manifest.close()
+
+    def _run(self, manifest: JobManifest | None) -> dict[str, Any]:
+        config, plans = self.config, self.plans
+        total = sum(len(p.grid) for p in plans)
+        done_sets = [manifest.done(k) if manifest else set() for k in range(len(plans))]
+        resumed = sum(len(s) for s in done_sets)
+        todo: list[Task] = [
+            (k, plan, block)
+            for k, plan in enumerate(plans)
+            for block in plan.grid.blocks()
+            if block.index not in done_sets[k]
+        ]
+        self.report(
+            {
+                "event": "start",
+                "total": total,
+                "unit": "block",
+                "rasters": [p.path for p in plans],
+                "output": str(self.output),
+                "resumed": resumed,
+                "job_dir": self.job.job_dir,
+            }
+        )
+        provenance = {
+            "mapseg_version": __version__,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "parameters": dataclasses.asdict(config),
+            "rasters": [p.record() for p in plans],
+        }
+        mergers = [BorderMerger() for _ in plans]
+        remaining = [len(p.grid) for p in plans]
+        valid = [0] * len(plans)
+        failed: list[str] = []
+        run_pixels = 0.0
+        done = resumed
+        workers = 0
+        with GpkgWriter(
+            self.output, config.layer, self.out_crs, provenance, overwrite=config.overwrite
+        ) as writer:
+
+            def merge(k: int, polygons: BlockPolygons, valid_pixels: int) -> None:
+                valid[k] += valid_pixels
+                remaining[k] -= 1
+                self._write(k, mergers[k].add(polygons), writer)
+                if remaining[k] == 0:
+                    self._write(k, mergers[k].finish(), writer)
+
+            if manifest is not None:
+                for k in range(len(plans)):
+                    for _, polygons, valid_pixels in manifest.stored(k):
+                        merge(k, polygons, valid_pixels)
+            with self._outcomes(todo) as (outcomes, workers):
+                for (k, plan, block), outcome, error in outcomes:
+                    done += 1
+                    if outcome is not None:
+                        if manifest is not None:
+                            manifest.record(
+                                k,
+                                outcome.polygons,
+                                outcome.valid_pixels,
+                                outcome.seconds,
+                                outcome.worker,
+                            )
+                        merge(k, outcome.polygons, outcome.valid_pixels)
+                        run_pixels += _src_pixels(plan, block)
+                    else:
+                        name = block_name(plan.name, block)
+                        failed.append(name)
+                        if manifest is not None:
+                            manifest.record_failure(k, block.index, name, str(error))
+                        self.warn(f"block failed: {name}: {error}")
+                        remaining[k] -= 1
+                        if remaining[k] == 0:
+                            self._write(k, mergers[k].finish(), writer)
+                    elapsed = time.perf_counter() - self.started
+                    ran = done - resumed
+                    self.report(
+                        progress_event(
+                            done,
+                            total,
+                            raster=plan.name,
+                            mpx_per_s=round(run_pixels / 1e6 / elapsed, 3) if elapsed else 0.0,
+                            eta_s=round(elapsed / ran * (total - done), 1) if ran else 0.0,
+                            pending_pieces=sum(m.pending for m in mergers),
+                        )
+                    )
+            for k in range(len(plans)):
+                if remaining[k] > 0:  # only if a block never came back; close what waits on it
+                    self._write(k, mergers[k].finish(), writer)
+            writer.commit()
+        summary = self._summary(writer.count, total, resumed, valid, run_pixels, failed, workers)
+        if manifest is not None:
+            manifest.set("status", "failed blocks" if failed else "finished")
+            manifest.set("summary", summary)
+        self.report({"event": "done", "summary": summary})
+        if failed:
+            listed = "; ".join(failed[:3])
+            if len(failed) > 3:
+                listed += f" and {len(failed) - 3} more"
+            rerun = (
+                "rerun the same command with --overwrite to retry them"
+                if self.job.job_dir
+                else "pass --job-dir DIR to retry only them"
+            )
+            raise BlocksFailed(
+                f"{len(failed)} block(s) failed twice and are missing from {self.output}: "
+                f"{listed}; {rerun}",
+                summary,
+            )
+        return summary
+
+    def _write(self, k: int, buildings: list[Any], writer: GpkgWriter) -> None:
+        if buildings:
+            write_buildings(buildings, self.plans[k], writer, self.config, self.crs[k])
+
+    @contextlib.contextmanager
+    def _outcomes(
+        self, todo: list[Task]
+    ) -> Iterator[tuple[Iterator[tuple[Task, BlockOutcome | None, str | None]], int]]:
+        """The blocks' outcomes in completion order, and the number of workers."""
+        if not todo:
+            yield iter(()), 0
+            return
+        batch = self.config.batch_size
+        if self.client is None and self.job.dask is None and self.job.workers is None:
+            yield _local_outcomes(todo, self.model, self.model_sha256, batch, self.job.retries), 1
+            return
+        if self.client is not None:
+            client_cm: Any = contextlib.nullcontext(self.client)
+        else:
+            client_cm = connect(self.job.dask, self.job.workers)
+        with client_cm as client:
+            threads = self.job.tf_threads
+            if threads is None and self.job.workers:
+                threads = local_tf_threads(self.job.workers)
+            spec = WorkerSpec(self.model, self.model_sha256, batch, threads)
+            warm_up(client, spec)
+            nthreads = client.nthreads()
+            inflight = max(4, self.job.inflight_per_thread * sum(nthreads.values()))
+            yield _dask_outcomes(client, todo, spec, self.job.retries, inflight), len(nthreads)
+
+    def _summary(
+        self,
+        features: int,
+        total: int,
+        resumed: int,
+        valid: list[int],
+        run_pixels: float,
+        failed: list[str],
+        workers: int,
+    ) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.started
+        km2 = 0.0
+        run_km2 = 0.0
+        megapixels = 0.0
+        for plan, v in zip(self.plans, valid, strict=True):
+            scale = plan.src_width * plan.src_height / (plan.width * plan.height)
+            megapixels += plan.src_width * plan.src_height / 1e6
+            km2 += v * scale * plan.gsd**2 / 1e6
+        run_fraction = run_pixels / (megapixels * 1e6) if megapixels else 0.0
+        run_km2 = km2 * run_fraction  # valid area scales with the pixels run, to a good estimate
+        for plan, v in zip(self.plans, valid, strict=True):
+            if v == 0 and not failed:
+                self.warn(f"{plan.name} is entirely nodata; no buildings from it")
+        return {
+            "output": str(self.output),
+            "features": features,
+            "blocks": total,
+            "blocks_run": total - resumed - len(failed),
+            "blocks_resumed": resumed,
+            "failed_blocks": failed,
+            "seconds": round(seconds, 3),
+            "megapixels": round(megapixels, 3),
+            "mpx_per_s": round(run_pixels / 1e6 / seconds, 3) if seconds else None,
+            "km2": round(km2, 6),
+            "km2_per_h": round(run_km2 / seconds * 3600, 3) if seconds else None,
+            "rasters": [p.record() for p in self.plans],
+            "model_sha256": self.model_sha256,
+            "warnings": self.warnings,
+            "workers": workers,
+            "job_dir": self.job.job_dir,
+        }
+
+
+def _absolute(path: str) -> str:
+    """An absolute path for local files (workers may run elsewhere); other names unchanged."""
+    return str(Path(path).resolve()) if os.path.exists(path) else path
+
+
+def _src_pixels(plan: RasterPlan, block: Block) -> float:
+    """Raster pixels a block of the working grid stands for."""
+    scale = plan.src_width * plan.src_height / (plan.width * plan.height)
+    return block.width * block.height * scale
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "cancelled"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _local_outcomes(
+    todo: list[Task], model: str, model_sha256: str, batch_size: int, retries: int
+) -> Iterator[tuple[Task, BlockOutcome | None, str | None]]:
+    """Blocks run in this process, raster by raster (one open dataset each), in order."""
+    loaded, metadata = load_artifact(model)
+    predictor = Predictor(loaded, metadata, batch_size)
+    worker = f"local:{os.getpid()}"
+    current: tuple[int, Any] | None = None
+    stack = contextlib.ExitStack()
+    with stack:
+        for task in todo:
+            k, plan, block = task
+            if current is None or current[0] != k:
+                stack.close()
+                current = (k, stack.enter_context(open_working(plan)))
+            error: str | None = None
+            for _ in range(retries + 1):
+                start = time.perf_counter()
+                try:
+                    result = run_block(current[1], plan, block, predictor)
+                except Exception as exc:  # a bad block must not stop the others
+                    error = _describe(exc)
+                    continue
+                outcome = BlockOutcome(
+                    result.polygons, result.valid_pixels, time.perf_counter() - start, worker
+                )
+                yield task, outcome, None
+                break
+            else:
+                yield task, None, error
+
+
+def _dask_outcomes(
+    client: Any, todo: list[Task], spec: WorkerSpec, retries: int, inflight: int
+) -> Iterator[tuple[Task, BlockOutcome | None, str | None]]:
+    """Blocks as Dask tasks, ``inflight`` at a time, yielded as they complete.
+
+    A task cancelled under us (``client.restart()``, a scheduler that lost
+    it) is resubmitted up to three times; one that errs after Dask's retries
+    is yielded with its error.
+    """
+    from distributed import as_completed
+
+    tasks = iter(todo)
+    pending: dict[str, tuple[Task, int, Any]] = {}
+    # with_results: results are fetched from the workers as tasks finish, not one
+    # round trip per block when the loop asks for them.
+    futures = as_completed(with_results=True, raise_errors=False)
+
+    def submit(task: Task, attempt: int) -> None:
+        k, plan, block = task
+        i, j = block.index
+        future = client.submit(
+            run_block_task,
+            plan,
+            block,
+            spec,
+            key=f"mapseg-block-{k}-{i}-{j}-{uuid.uuid4().hex[:12]}",
+            retries=retries,
+            pure=False,
+        )
+        pending[future.key] = (task, attempt, future)
+        futures.add(future)
+
+    for task in islice(tasks, inflight):
+        submit(task, 0)
+    try:
+        for future, result in futures:
+            task, attempt, _ = pending.pop(future.key)
+            status = future.status
+            future.release()
+            if status == "finished":
+                yield task, result, None
+            elif status != "error" and attempt < 3:
+                submit(task, attempt + 1)
+                continue
+            else:
+                yield task, None, _describe(result if status == "error" else None)
+            following = next(tasks, None)
+            if following is not None:
+                submit(following, 0)
+    finally:
+        left = [future for _, _, future in pending.values()]
+        if left:
+            with contextlib.suppress(Exception):
+                client.cancel(left, force=True)
