@@ -55,9 +55,8 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 @click.option(
     "--model",
     "model",
-    required=True,
     type=click.Path(path_type=Path),
-    help="mapseg model file (.keras) written by mapseg train.",
+    help="mapseg model file (.keras) written by mapseg train (default: the bundled model).",
 )
 @click.option("--bands", callback=_bands, help="Raster bands in model order, e.g. 1,2,3.")
 @click.option(
@@ -142,7 +141,7 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 def tile_infer(
     rasters: tuple[Path, ...],
     output: Path,
-    model: Path,
+    model: Path | None,
     progress_mode: str,
     as_json: bool,
     **options: Any,
@@ -155,6 +154,7 @@ def tile_infer(
     source. Several rasters go into one layer, in the first raster's CRS.
 
     \b
+    $ mapseg tile-infer ortho.tif -o buildings.gpkg
     $ mapseg tile-infer ortho.tif -o buildings.gpkg --model run/model.keras
     $ mapseg tile-infer a.tif b.tif -o out.gpkg --model m.keras --simplify 0.5 --regularize
     $ mapseg tile-infer mass.tif -o out.gpkg --model m.keras --nodata none --progress json
@@ -168,6 +168,7 @@ def tile_infer(
 
     from mapseg_core.config import TileConfig
     from mapseg_core.inference.engine import tile_infer as run
+    from mapseg_core.models.artifact import resolve_model
 
     for key in ("save_probabilities", "save_mask"):
         if options.get(key) is not None:
@@ -178,6 +179,7 @@ def tile_infer(
     workers = options.pop("workers")
     job_dir = options.pop("job_dir")
     with ProgressPrinter(progress_mode, desc="tile-infer", quiet=is_quiet()) as printer:
+        model = resolve_model(model)
         config = TileConfig(**options)
         paths = expand_rasters(rasters)
         if dask_address is None and workers is None and job_dir is None:

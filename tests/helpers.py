@@ -163,7 +163,9 @@ def make_coco(tmp_path: Path) -> CocoFixture:
     return CocoFixture(annotations=path, images_dir=images_dir, drawn=drawn, files=files)
 
 
-def make_learnable_coco(tmp_path: Path, n_images: int = 12, size: int = 64, seed: int = 3) -> tuple[Path, Path]:
+def make_learnable_coco(
+    tmp_path: Path, n_images: int = 12, size: int = 64, seed: int = 3
+) -> tuple[Path, Path]:
     """A COCO set a tiny model can learn in a few epochs: red roofs on a green ground.
 
     Returns ``(annotation.json, images_dir)``. Each image has one to three
@@ -179,17 +181,26 @@ def make_learnable_coco(tmp_path: Path, n_images: int = 12, size: int = 64, seed
         for _ in range(int(rng.integers(1, 4))):
             w, h = (int(v) for v in rng.integers(8, size // 2, 2))
             x0, y0 = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
-            canvas[y0:y0 + h, x0:x0 + w] = BUILDING_RGB
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": BUILDING,
-                "segmentation": [rect_polygon(x0, y0, x0 + w, y0 + h)], "iscrowd": 0,
-                "area": float(w * h), "bbox": [x0, y0, w, h],
-            })
+            canvas[y0 : y0 + h, x0 : x0 + w] = BUILDING_RGB
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": BUILDING,
+                    "segmentation": [rect_polygon(x0, y0, x0 + w, y0 + h)],
+                    "iscrowd": 0,
+                    "area": float(w * h),
+                    "bbox": [x0, y0, w, h],
+                }
+            )
         name = f"{image_id:04d}.png"
         Image.fromarray(canvas).save(images_dir / name)
         images.append({"id": image_id, "file_name": name, "height": size, "width": size})
-    data = {"images": images, "annotations": annotations,
-            "categories": [{"id": BUILDING, "name": "building"}]}
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": BUILDING, "name": "building"}],
+    }
     path = tmp_path / "annotation.json"
     path.write_text(json.dumps(data))
     return path, images_dir

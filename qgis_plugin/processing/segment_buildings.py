@@ -59,14 +59,14 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Input raster")))
-        # Required until the engine ships a bundled model (issue D); then it becomes
-        # optional and an empty value asks the engine for its default (see _model()).
+        # Empty: the engine's bundled building model (see _model()).
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
-                self.tr("Model file (.keras)"),
+                self.tr("Model file (.keras; empty: the bundled building model)"),
                 behavior=QgsProcessingParameterFile.File,
                 fileFilter=self.tr("mapseg models (*.keras)"),
+                optional=True,
             )
         )
         self.addParameter(
@@ -180,7 +180,9 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
                 self.tr("the output must be a GeoPackage (.gpkg), got {path}").format(path=output)
             )
         output.parent.mkdir(parents=True, exist_ok=True)
-        args = ["tile-infer", raster, "-o", str(output), "--model", model, "--overwrite"]
+        args = ["tile-infer", raster, "-o", str(output), "--overwrite"]
+        if model:
+            args += ["--model", model]
         args += self._options(parameters, context)
         started = time.time()
         summary = self.run_engine(
@@ -214,13 +216,8 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
         return layer.source()
 
     def _model(self, parameters, context) -> str:
-        model = self.parameterAsFile(parameters, self.MODEL, context)
-        if not model:
-            raise QgsProcessingException(
-                self.tr("no MODEL given; pass a mapseg model file (.keras) written by "
-                        "mapseg train or “Train building model”")
-            )
-        return model
+        """The model file, or "" to let the engine use its bundled model."""
+        return self.parameterAsFile(parameters, self.MODEL, context) or ""
 
     def _options(self, parameters, context) -> list[str]:
         """The CLI options for the tuning parameters (unset optional ones are left out)."""

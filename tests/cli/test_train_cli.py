@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import make_learnable_coco
+
 from mapseg_cli.main import cli
 
 

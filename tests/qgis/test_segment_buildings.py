@@ -22,12 +22,16 @@ def _params(raster: Path, model: Path, output: Path, **extra) -> dict:
     return {"INPUT": str(raster), "MODEL": str(model), "OUTPUT": str(output), **extra}
 
 
-def _layer_parameters(gpkg: Path) -> dict:
-    """The engine's TileConfig as recorded in the layer metadata (``parameters``)."""
+def _layer_metadata(gpkg: Path) -> dict:
+    """The layer metadata items the engine records (``model``, ``parameters``...)."""
     with sqlite3.connect(gpkg) as db:
         (xml,) = db.execute("SELECT metadata FROM gpkg_metadata").fetchone()
-    items = {e.get("key"): e.text for e in ElementTree.fromstring(xml).iter("MDI")}
-    return json.loads(items["parameters"])
+    return {e.get("key"): e.text for e in ElementTree.fromstring(xml).iter("MDI")}
+
+
+def _layer_parameters(gpkg: Path) -> dict:
+    """The engine's TileConfig as recorded in the layer metadata (``parameters``)."""
+    return json.loads(_layer_metadata(gpkg)["parameters"])
 
 
 def test_same_polygons_as_the_cli(qgis_app, data, engine, feedback, tmp_path):
@@ -108,7 +112,7 @@ def test_cancel_stops_the_engine_and_leaves_no_output(qgis_app, data, feedback, 
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("case", ["missing engine", "not a raster", "bad model", "no model"])
+@pytest.mark.parametrize("case", ["missing engine", "not a raster", "bad model"])
 def test_errors_are_processing_exceptions_with_the_fix(
     qgis_app, data, use_engine, feedback, tmp_path, case
 ):
@@ -120,21 +124,28 @@ def test_errors_are_processing_exceptions_with_the_fix(
         "missing engine": "does not exist",
         "not a raster": "not a raster",
         "bad model": "not a mapseg model",
-        "no model": "MODEL",
     }[case]
     if case == "missing engine":
         use_engine(str(tmp_path / "nowhere" / "mapseg"))
     elif case == "not a raster":
         params["INPUT"] = str(data["notes"])
-    elif case == "bad model":
-        params["MODEL"] = str(data["fake_model"])
     else:
-        params["MODEL"] = ""
+        params["MODEL"] = str(data["fake_model"])
     with pytest.raises(QgsProcessingException) as raised:
         processing.run(ALG, params, feedback=feedback)
     assert expected in str(raised.value)
     assert "Traceback" not in str(raised.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_no_model_uses_the_engines_bundled_model(qgis_app, data, use_engine, feedback, tmp_path):
+    import processing
+
+    out = tmp_path / "o.gpkg"
+    params = _params(data["scene"], data["model"], out)
+    params["MODEL"] = ""
+    processing.run(ALG, params, feedback=feedback)
+    assert _layer_metadata(out)["model"].endswith("buildings-b0.keras")
 
 
 def test_no_engine_anywhere_says_how_to_get_one(qgis_app, use_engine, feedback, monkeypatch,
