@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mapseg_cli.options import is_quiet, json_output, overwrite, verbosity
+from mapseg_cli.options import band_list, is_quiet, json_output, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
 
 _HELP = """Cut RASTER and its building LABELS into image chips and a COCO annotation.json
@@ -43,45 +43,74 @@ def _nodata(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
         ) from None
 
 
-def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        bands = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter("give three 1-based band numbers, e.g. 1,2,3") from None
-    return bands or None
-
-
 @click.command("chips", help=_HELP)
 @click.argument("raster", type=click.Path(path_type=Path))
 @click.argument("labels", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Folder to write annotation.json and images/ into.")
-@click.option("--size", default=300, show_default=True, type=int,
-              help="Chip side in pixels (of the --gsd grid when resampling).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write annotation.json and images/ into.",
+)
+@click.option(
+    "--size",
+    default=300,
+    show_default=True,
+    type=int,
+    help="Chip side in pixels (of the --gsd grid when resampling).",
+)
 @click.option("--stride", type=int, help="Pixels between chips (default: --size, no overlap).")
-@click.option("--gsd", type=float,
-              help="Resample to this many metres per pixel (default: the raster's own).")
+@click.option(
+    "--gsd", type=float, help="Resample to this many metres per pixel (default: the raster's own)."
+)
 @click.option("--skip-empty", is_flag=True, help="Leave out chips without any building.")
-@click.option("--skip-nodata", type=float, metavar="FRACTION",
-              help="Leave out chips with more than this fraction of nodata pixels.")
-@click.option("--nodata", callback=_nodata,
-              help="Nodata value instead of the declared one; 'none' ignores it.")
-@click.option("--bands", callback=_bands, help="Raster bands written as R,G,B, e.g. 1,2,3.")
+@click.option(
+    "--skip-nodata",
+    type=float,
+    metavar="FRACTION",
+    help="Leave out chips with more than this fraction of nodata pixels.",
+)
+@click.option(
+    "--nodata",
+    callback=_nodata,
+    help="Nodata value instead of the declared one; 'none' ignores it.",
+)
+@click.option("--bands", callback=band_list, help="Raster bands written as R,G,B, e.g. 1,2,3.")
 @click.option("--layer", help="Layer of a multi-layer vector file.")
-@click.option("--where",
-              help="SQL filter handed to GDAL (pyogrio where=), e.g. \"Niveau_2 = 'Building'\".")
+@click.option(
+    "--where", help="SQL filter handed to GDAL (pyogrio where=), e.g. \"Niveau_2 = 'Building'\"."
+)
 @click.option("--labels-crs", help="CRS of labels that declare none, e.g. EPSG:32633.")
 @click.option("--mask-value", type=int, help="Mask labels: building value (default: any > 0).")
-@click.option("--category-name", default="building", show_default=True,
-              help="Name of the COCO category (id 1).")
-@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png",
-              show_default=True, help="Chip image format.")
-@click.option("--segmentation", type=click.Choice(["polygon", "rle"]), default="polygon",
-              show_default=True, help="Pixel-exact polygons (RLE when holed), or RLE throughout.")
-@click.option("--min-pixels", default=1, show_default=True, type=int,
-              help="Leave out building pieces smaller than this in a chip.")
+@click.option(
+    "--category-name",
+    default="building",
+    show_default=True,
+    help="Name of the COCO category (id 1).",
+)
+@click.option(
+    "--format",
+    "image_format",
+    type=click.Choice(["png", "jpg"]),
+    default="png",
+    show_default=True,
+    help="Chip image format.",
+)
+@click.option(
+    "--segmentation",
+    type=click.Choice(["polygon", "rle"]),
+    default="polygon",
+    show_default=True,
+    help="Pixel-exact polygons (RLE when holed), or RLE throughout.",
+)
+@click.option(
+    "--min-pixels",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Leave out building pieces smaller than this in a chip.",
+)
 @json_output
 @overwrite
 @progress_option

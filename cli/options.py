@@ -61,3 +61,18 @@ def is_verbose() -> bool:
     """True when -v was given to the current command."""
     ctx = click.get_current_context(silent=True)
     return bool(ctx and ctx.obj and ctx.obj.get("verbose", 0) > 0)
+
+
+def band_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    """Click callback: ``"1,2,3"`` -> ``(1, 2, 3)`` (1-based raster band numbers)."""
+    if value is None:
+        return None
+    try:
+        bands = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(
+            "give 1-based band numbers separated by commas, e.g. 1,2,3"
+        ) from None
+    return bands or None

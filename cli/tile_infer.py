@@ -7,22 +7,8 @@ from typing import Any
 
 import click
 
-from mapseg_cli.options import is_quiet, overwrite, verbosity
+from mapseg_cli.options import band_list, is_quiet, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
-
-
-def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        bands = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(
-            "give 1-based band numbers separated by commas, e.g. 1,2,3"
-        ) from None
-    if not bands:
-        raise click.BadParameter("give 1-based band numbers separated by commas, e.g. 1,2,3")
-    return bands
 
 
 def _nodata(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
@@ -58,7 +44,7 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
     type=click.Path(path_type=Path),
     help="mapseg model file (.keras) written by mapseg train (default: the bundled model).",
 )
-@click.option("--bands", callback=_bands, help="Raster bands in model order, e.g. 1,2,3.")
+@click.option("--bands", callback=band_list, help="Raster bands in model order, e.g. 1,2,3.")
 @click.option(
     "--nodata",
     callback=_nodata,

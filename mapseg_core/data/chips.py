@@ -41,7 +41,6 @@ import math
 import os
 import secrets
 import shutil
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,6 +70,7 @@ from mapseg_core.errors import (
     RasterError,
 )
 from mapseg_core.progress import Reporter, null_reporter, progress_event
+from mapseg_core.raster import open_raster
 
 #: File suffixes read as raster masks; anything else is read as a vector layer.
 MASK_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".png")
@@ -196,7 +196,9 @@ def chip_windows(height: int, width: int, size: int, stride: int) -> list[Window
     rows = chip_offsets(height, size, stride)
     cols = chip_offsets(width, size, stride)
     return [
-        Window(c, r, min(size, width), min(size, height)) for r in rows for c in cols  # type: ignore[arg-type]
+        Window(c, r, min(size, width), min(size, height))
+        for r in rows
+        for c in cols  # type: ignore[arg-type]
     ]
 
 
@@ -436,9 +438,7 @@ def read_label_polygons(
     for geom in geoms:
         if geom is None:
             continue
-        polygons.extend(
-            p for p in shapely.get_parts(_polygonal(geom)) if p.geom_type == "Polygon"
-        )
+        polygons.extend(p for p in shapely.get_parts(_polygonal(geom)) if p.geom_type == "Polygon")
     if not polygons:
         raise InputError(
             f"labels {path} have no polygon near the raster (only points or lines); "
@@ -463,9 +463,11 @@ def _polygonal(geom: Any) -> Any:
         return geom
     if geom.geom_type == "GeometryCollection":
         parts = [g for g in shapely.get_parts(geom) if g.geom_type in ("Polygon", "MultiPolygon")]
-        return shapely.multipolygons(
-            [p for g in parts for p in shapely.get_parts(g)]
-        ) if parts else shapely.Polygon()
+        return (
+            shapely.multipolygons([p for g in parts for p in shapely.get_parts(g)])
+            if parts
+            else shapely.Polygon()
+        )
     return shapely.Polygon()
 
 
@@ -507,21 +509,6 @@ def _fmt_bounds(bounds: Sequence[float]) -> str:
 # === Raster I/O ===
 
 
-def _open_raster(path: Path, what: str = "raster") -> Any:
-    if not path.exists():
-        raise InputFileNotFound(f"{what} {path} not found; check the path")
-    if path.is_dir():
-        raise RasterError(f"{what} {path} is a folder; pass a GeoTIFF file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except rasterio.errors.RasterioIOError:
-        raise RasterError(
-            f"{what} {path} is not a raster GDAL can read; pass a GeoTIFF (or another GDAL raster)"
-        ) from None
-
-
 @dataclass(frozen=True)
 class _Grid:
     """The grid chips are cut from: the raster's, or resampled to the target GSD."""
@@ -551,9 +538,7 @@ def _working_grid(src: Any, config: ChipConfig) -> _Grid:
 
 
 @contextlib.contextmanager
-def _on_grid(
-    src: Any, grid: _Grid, resampling: Resampling, nodata: float | None
-) -> Iterator[Any]:
+def _on_grid(src: Any, grid: _Grid, resampling: Resampling, nodata: float | None) -> Iterator[Any]:
     """``src`` as seen on ``grid``: itself when the grids agree, a WarpedVRT otherwise."""
     same = (
         src.crs == grid.crs
@@ -689,7 +674,7 @@ def make_chips(
         raise InputFileNotFound(f"labels {labels_path} not found; check the path")
     check_output_dir(target, overwrite)
     notes: list[str] = []
-    with _open_raster(raster_path) as src:
+    with open_raster(raster_path) as src:
         if src.crs is None or not src.crs.to_wkt():
             raise RasterError(
                 f"raster {raster_path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs "
@@ -738,14 +723,27 @@ def make_chips(
             ds = stack.enter_context(_on_grid(src, grid, Resampling.bilinear, nodata))
             mask_ds = None
             if mask_labels:
-                mask_src = stack.enter_context(_open_raster(labels_path, "labels mask"))
+                mask_src = stack.enter_context(open_raster(labels_path, "labels mask"))
                 mask_ds = stack.enter_context(_mask_on_grid(mask_src, src, grid))
             scaling = _scaling(ds, bands, nodata)
             target_work = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
             try:
                 summary = _write_chips(
-                    ds, mask_ds, polygons, windows, grid, bands, alpha, nodata, scaling,
-                    raster_path, labels_path, target_work, config, notes, report,
+                    ds,
+                    mask_ds,
+                    polygons,
+                    windows,
+                    grid,
+                    bands,
+                    alpha,
+                    nodata,
+                    scaling,
+                    raster_path,
+                    labels_path,
+                    target_work,
+                    config,
+                    notes,
+                    report,
                 )
                 _publish(target_work, target)
             except BaseException:
@@ -765,9 +763,16 @@ def _mask_on_grid(mask_src: Any, src: Any, grid: _Grid) -> Iterator[Any]:
             )
         # An ungeoreferenced mask of the raster's size is taken as drawn on the raster's grid.
         vrt = WarpedVRT(
-            mask_src, src_crs=src.crs, src_transform=src.transform, crs=grid.crs,
-            transform=grid.transform, width=grid.width, height=grid.height,
-            resampling=Resampling.mode, src_nodata=None, nodata=None,
+            mask_src,
+            src_crs=src.crs,
+            src_transform=src.transform,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=Resampling.mode,
+            src_nodata=None,
+            nodata=None,
         )
         with vrt:
             yield vrt
@@ -781,8 +786,14 @@ def _mask_on_grid(mask_src: Any, src: Any, grid: _Grid) -> Iterator[Any]:
         yield mask_src
         return
     with WarpedVRT(
-        mask_src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-        resampling=Resampling.mode, src_nodata=None, nodata=None,
+        mask_src,
+        crs=grid.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=Resampling.mode,
+        src_nodata=None,
+        nodata=None,
     ) as vrt:
         yield vrt
 
@@ -866,29 +877,32 @@ def _write_chips(
                 image.save(images_dir / name, format="PNG")
         except OSError as exc:
             raise OutputError(
-                f"cannot write chip {name} ({exc.strerror or type(exc).__name__}); "
-                "check disk space"
+                f"cannot write chip {name} ({exc.strerror or type(exc).__name__}); check disk space"
             ) from None
         image_id = len(images) + 1
         t = grid.transform @ Affine.translation(col, row)
-        images.append({
-            "id": image_id,
-            "file_name": name,
-            "width": shape[1],
-            "height": shape[0],
-            "source": raster_path.name,
-            "window": [col, row, shape[1], shape[0]],
-            "geotransform": [t.c, t.a, t.b, t.f, t.d, t.e],
-            "crs": crs_wkt,
-        })
+        images.append(
+            {
+                "id": image_id,
+                "file_name": name,
+                "width": shape[1],
+                "height": shape[0],
+                "source": raster_path.name,
+                "window": [col, row, shape[1], shape[0]],
+                "geotransform": [t.c, t.a, t.b, t.f, t.d, t.e],
+                "crs": crs_wkt,
+            }
+        )
         for instance in instances:
-            annotations.append({
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": 1,
-                "iscrowd": 0,
-                **instance,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    **instance,
+                }
+            )
         mask_buildings += len(instances)
         report(progress_event(done, len(windows), chips=len(images)))
     buildings = len(polygons) if tree is not None else mask_buildings

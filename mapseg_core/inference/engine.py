@@ -34,7 +34,6 @@ import dataclasses
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,12 +52,13 @@ from rasterio.windows import Window
 
 from mapseg_core import __version__
 from mapseg_core.config import TileConfig
-from mapseg_core.errors import ConfigError, InputFileNotFound, RasterError
+from mapseg_core.errors import ConfigError, RasterError
 from mapseg_core.inference.normalize import BandScaling, apply_scaling, choose_scaling
 from mapseg_core.inference.stitch import assemble_cores, pad_block, split_windows, to_probability
 from mapseg_core.inference.windows import Block, WindowGrid, make_grid
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event
+from mapseg_core.raster import open_raster
 from mapseg_core.vectorize.gpkg import GpkgWriter, check_output, temporary_sibling
 from mapseg_core.vectorize.polygons import (
     BlockPolygons,
@@ -309,25 +309,20 @@ def _takes_any_size(model: Any) -> bool:
 # === Raster I/O ===
 
 
-def _open(path: str) -> rasterio.DatasetReader:
-    if not Path(path).exists():
-        raise InputFileNotFound(f"raster {path} not found; check the path")
-    if Path(path).is_dir():
-        raise RasterError(f"{path} is a folder, not a raster; pass GeoTIFF files")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except rasterio.errors.RasterioIOError:
-        raise RasterError(
-            f"{path} is not a raster GDAL can read; pass a GeoTIFF (or another GDAL raster)"
-        ) from None
+def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
+    """Min area, simplification and regularization in the raster's units, from metres."""
+    return PolishOptions(
+        min_area_m2=config.min_area,
+        simplify=config.simplify / math.sqrt(plan.metres[0] * plan.metres[1]),
+        regularize=config.regularize,
+        m2_per_unit2=plan.metres[0] * plan.metres[1],
+    )
 
 
 @contextlib.contextmanager
 def open_working(plan: RasterPlan) -> Iterator[Any]:
     """The raster as the model sees it: the file itself or a resampling VRT."""
-    with _open(plan.path) as src:
+    with open_raster(plan.path) as src:
         if not plan.resampled:
             yield src
             return
@@ -413,7 +408,7 @@ def plan_raster(
     """
     path = str(path)
     notes: list[str] = []
-    with _open(path) as src:
+    with open_raster(path) as src:
         crs = src.crs
         if crs is None or not crs.to_wkt():
             if not config.assume_crs:
@@ -878,12 +873,7 @@ def _run_raster(
 ) -> int:
     """Blocks of one raster in order, merged and written; returns its valid pixel count."""
     merger = BorderMerger()
-    options = PolishOptions(
-        min_area_m2=config.min_area,
-        simplify=config.simplify / math.sqrt(plan.metres[0] * plan.metres[1]),
-        regularize=config.regularize,
-        m2_per_unit2=plan.metres[0] * plan.metres[1],
-    )
+    options = polish_options(plan, config)
     px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
     crs = plan.crs
     keep = bool(sinks)
@@ -990,12 +980,7 @@ def write_buildings(
     building is written identically whichever door it came through. Pass
     ``crs`` (``plan.crs``) when calling often: parsing the WKT costs time.
     """
-    options = PolishOptions(
-        min_area_m2=config.min_area,
-        simplify=config.simplify / math.sqrt(plan.metres[0] * plan.metres[1]),
-        regularize=config.regularize,
-        m2_per_unit2=plan.metres[0] * plan.metres[1],
-    )
+    options = polish_options(plan, config)
     px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
     _write_buildings(list(buildings), plan, writer, options, px_area_m2, crs or plan.crs)
 
