@@ -70,15 +70,16 @@ def evaluate(
     overwrite: bool,
     progress_mode: str,
 ) -> None:
-    from mapseg_core.errors import ConfigError, OutputExistsError
+    from mapseg_core.atomic import check_output
+    from mapseg_core.errors import ConfigError
     from mapseg_core.training.evaluate import SPLIT_NAMES, evaluate_model
     from mapseg_core.training.report import format_table, write_report_csv
 
     chosen = tuple(s.strip() for s in splits.split(",") if s.strip())
     if bad := [s for s in chosen if s not in SPLIT_NAMES]:
         raise ConfigError(f"unknown split(s) {bad}; use some of {','.join(SPLIT_NAMES)}")
-    if csv_path is not None and csv_path.exists() and not overwrite:
-        raise OutputExistsError(f"{csv_path} exists; pass --overwrite or choose another --csv")
+    if csv_path is not None:
+        check_output(csv_path, overwrite, "--csv")
     quiet = is_quiet() or as_json
     with ProgressPrinter(progress_mode, desc="evaluate", quiet=quiet) as printer:
         results = evaluate_model(

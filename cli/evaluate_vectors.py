@@ -50,14 +50,12 @@ def evaluate_vectors(
     as_json: bool,
     overwrite: bool,
 ) -> None:
-    from mapseg_core.errors import OutputExistsError
+    from mapseg_core.atomic import check_output
     from mapseg_core.evaluation.vectors import evaluate_vectors as run
     from mapseg_core.evaluation.vectors import plot_iou_histogram
 
-    if histogram is not None and histogram.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{histogram} exists; pass --overwrite or choose another --histogram"
-        )
+    if histogram is not None:
+        check_output(histogram, overwrite, "--histogram")
     result = run(pred, reference, pred_layer=pred_layer, ref_layer=ref_layer,
                  ref_where=ref_where, aoi=aoi, iou=iou)
     if histogram is not None:

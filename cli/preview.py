@@ -29,9 +29,8 @@ $ mapseg preview ortho.tif buildings.gpkg -o preview.png --max-size 1000
 def preview(
     raster: Path, vectors: Path, output: Path, layer: str | None, max_size: int, overwrite: bool
 ) -> None:
-    from mapseg_core.errors import OutputExistsError
+    from mapseg_core.atomic import check_output
     from mapseg_core.preview import render_preview
 
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass --overwrite or choose another -o")
+    check_output(output, overwrite)
     click.echo(render_preview(raster, vectors, output, layer=layer, max_size=max_size))

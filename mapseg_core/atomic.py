@@ -16,7 +16,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mapseg_core.errors import OutputError
+from mapseg_core.errors import OutputError, OutputExistsError
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool, option: str = "-o") -> Path:
+    """Refuse an output that exists (without ``overwrite``) or cannot be written.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        OutputError: the folder is missing or not writable, or ``path`` is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder; pass a file name to {option}")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"output {path} exists; pass --overwrite or choose another {option}"
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} does not exist; create it or change {option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {parent} is not writable; choose another {option}")
+    return path
 
 
 @contextlib.contextmanager

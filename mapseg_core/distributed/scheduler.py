@@ -44,6 +44,7 @@ import rasterio
 from rasterio.crs import CRS
 
 from mapseg_core import __version__
+from mapseg_core.atomic import check_output
 from mapseg_core.config import TileConfig
 from mapseg_core.distributed.cluster import (
     BlockOutcome,
@@ -68,7 +69,7 @@ from mapseg_core.inference.engine import (
 from mapseg_core.inference.windows import Block
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.vectorize.gpkg import GpkgWriter, check_output
+from mapseg_core.vectorize.gpkg import GpkgWriter
 from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger
 
 #: One unit of work: raster number, its plan, one of its blocks.

@@ -51,6 +51,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from mapseg_core import __version__
+from mapseg_core.atomic import check_output
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import ConfigError, RasterError
 from mapseg_core.inference.normalize import BandScaling, apply_scaling, choose_scaling
@@ -59,7 +60,7 @@ from mapseg_core.inference.windows import Block, WindowGrid, make_grid
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event
 from mapseg_core.raster import open_raster
-from mapseg_core.vectorize.gpkg import GpkgWriter, check_output, temporary_sibling
+from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
 from mapseg_core.vectorize.polygons import (
     BlockPolygons,
     BorderMerger,

@@ -10,8 +10,9 @@ import pyogrio
 import pytest
 from shapely.geometry import box
 
+from mapseg_core.atomic import check_output
 from mapseg_core.errors import OutputError, OutputExistsError
-from mapseg_core.vectorize.gpkg import GpkgWriter, check_output
+from mapseg_core.vectorize.gpkg import GpkgWriter
 
 
 def test_features_metadata_and_reprojection(tmp_path: Path):
