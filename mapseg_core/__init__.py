@@ -7,6 +7,12 @@ subclasses whose message says what to do next.
 
 from importlib.metadata import PackageNotFoundError, version
 
+# GDAL (pyogrio's and rasterio's) must bind its own SQLite before TensorFlow is
+# loaded: TensorFlow exports SQLite symbols without the R*Tree module, and a GDAL
+# loaded after it fails on GeoPackage spatial indexes ("no such module: rtree").
+import pyogrio  # noqa: F401, E402  (imported for that side effect)
+import rasterio  # noqa: F401, E402
+
 try:
     __version__ = version("mapseg")
 except PackageNotFoundError:  # running from a source tree that is not installed

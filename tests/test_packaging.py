@@ -38,3 +38,33 @@ def test_every_engine_package_is_listed_in_pyproject():
         for init in (ROOT / "mapseg_core").rglob("__init__.py")
     }
     assert found <= listed, sorted(found - listed)
+
+
+def test_geopackage_spatial_index_works_after_tensorflow(tmp_path):
+    """Importing mapseg first keeps GDAL's SQLite (with R*Tree) even once TensorFlow loads.
+
+    Without the early GDAL import in ``mapseg_core/__init__``, reading this file
+    with a bbox in a process that imported Keras first fails with "no such
+    module: rtree" (checked by hand: ``import keras, pyogrio`` then the read).
+    """
+    import sqlite3
+    import subprocess
+    import sys
+
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    path = tmp_path / "b.gpkg"
+    gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1), box(5, 5, 6, 6)], crs=3857).to_file(path)
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert any(t.startswith("rtree_") for t in tables)  # the file has a spatial index
+    code = (
+        "import sys, mapseg_core, keras, pyogrio\n"
+        "print(len(pyogrio.read_dataframe(sys.argv[1], bbox=(-1, -1, 2, 2))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.strip() == "1"

@@ -264,6 +264,7 @@ def test_spans_predict_what_model_sized_windows_predict(tmp_path):
     from mapseg_core.inference.engine import Predictor, open_working, run_block
 
     raster = write_raster(tmp_path / "scene.tif", scene()[0])
+    keras.utils.set_random_seed(20)  # fixed weights: the spread check below must not be luck
     inputs = keras.Input(shape=(None, None, 3))
     x = keras.layers.Rescaling(1 / 64)(inputs)
     for k in range(3):
