@@ -58,7 +58,6 @@ def chips(mapseg: str, raster: Path, labels: Path, out: Path, *extra: str) -> di
 
 def crowdai(source: Path, train_out: Path, heldout_out: Path) -> dict:
     """Rescale the crowdAI tiles to 0.5 m; the seed's test split is held out."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from mapseg_core.data.splits import make_splits
 
     data = json.loads((source / "annotation.json").read_text())
