@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import rasterio
 from PIL import Image
 from rasterio.windows import Window
@@ -36,8 +35,11 @@ def crop(src_path: Path, dst_path: Path, window: Window) -> Path:
     """Write ``window`` of a GeoTIFF as a new GeoTIFF (same CRS, shifted transform)."""
     with rasterio.open(src_path) as src:
         profile = src.profile.copy()
-        profile.update(width=int(window.width), height=int(window.height),
-                       transform=src.window_transform(window))
+        profile.update(
+            width=int(window.width),
+            height=int(window.height),
+            transform=src.window_transform(window),
+        )
         profile.pop("blockxsize", None)
         profile.pop("blockysize", None)
         profile["tiled"] = False
@@ -48,8 +50,23 @@ def crop(src_path: Path, dst_path: Path, window: Window) -> Path:
 
 
 def chips(mapseg: str, raster: Path, labels: Path, out: Path, *extra: str) -> dict:
-    cmd = [mapseg, "chips", str(raster), str(labels), "-o", str(out), "--size", str(CHIP),
-           "--gsd", str(GSD), "--overwrite", "--progress", "none", "--json", *extra]
+    cmd = [
+        mapseg,
+        "chips",
+        str(raster),
+        str(labels),
+        "-o",
+        str(out),
+        "--size",
+        str(CHIP),
+        "--gsd",
+        str(GSD),
+        "--overwrite",
+        "--progress",
+        "none",
+        "--json",
+        *extra,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{result.stderr}")
@@ -71,15 +88,18 @@ def crowdai(source: Path, train_out: Path, heldout_out: Path) -> dict:
             with Image.open(source / "images" / im["file_name"]) as img:
                 size = (round(im["width"] * CROWDAI_SCALE), round(im["height"] * CROWDAI_SCALE))
                 img.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(
-                    out / "images" / im["file_name"].replace(".jpg", ".png"))
-            im.update(file_name=im["file_name"].replace(".jpg", ".png"), width=size[0],
-                      height=size[1])
+                    out / "images" / im["file_name"].replace(".jpg", ".png")
+                )
+            im.update(
+                file_name=im["file_name"].replace(".jpg", ".png"), width=size[0], height=size[1]
+            )
         anns = []
         for ann in data["annotations"]:
             if ann["image_id"] in parts[name]:
                 ann = dict(ann)
-                ann["segmentation"] = [[v * CROWDAI_SCALE for v in poly]
-                                       for poly in ann["segmentation"]]
+                ann["segmentation"] = [
+                    [v * CROWDAI_SCALE for v in poly] for poly in ann["segmentation"]
+                ]
                 ann["area"] = ann["area"] * CROWDAI_SCALE**2
                 anns.append(ann)
         coco = {"images": images, "annotations": anns, "categories": data["categories"]}
@@ -100,14 +120,24 @@ def merge(sets: list[Path], out: Path) -> dict:
             id_map[im["id"]] = new_id
             name = f"{set_dir.name}__{Path(im['file_name']).name}"
             shutil.copy(set_dir / "images" / Path(im["file_name"]).name, out / "images" / name)
-            images.append({"id": new_id, "file_name": name, "width": im["width"],
-                           "height": im["height"]})
+            images.append(
+                {"id": new_id, "file_name": name, "width": im["width"], "height": im["height"]}
+            )
         for ann in data["annotations"]:
             if ann["category_id"] in building:
-                annotations.append({**ann, "id": len(annotations) + 1,
-                                    "image_id": id_map[ann["image_id"]], "category_id": 1})
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "building", "supercategory": "building"}]}
+                annotations.append(
+                    {
+                        **ann,
+                        "id": len(annotations) + 1,
+                        "image_id": id_map[ann["image_id"]],
+                        "category_id": 1,
+                    }
+                )
+    coco = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "building", "supercategory": "building"}],
+    }
     (out / "annotation.json").write_text(json.dumps(coco))
     return {"images": len(images), "annotations": len(annotations)}
 
@@ -132,19 +162,30 @@ def main() -> None:
     shutil.copy(d / "massachusetts" / "22978945_15.gpkg", heldout / "massachusetts.gpkg")
     # Massachusetts declares nodata=255, which is also the colour of white roofs.
     manifest["sources"]["massachusetts"] = chips(
-        args.mapseg, parts / "mass-left.tif", d / "massachusetts" / "22978945_15.gpkg",
-        parts / "massachusetts", "--nodata", "none")
+        args.mapseg,
+        parts / "mass-left.tif",
+        d / "massachusetts" / "22978945_15.gpkg",
+        parts / "massachusetts",
+        "--nodata",
+        "none",
+    )
     manifest["heldout"]["massachusetts"] = f"columns {split}..{width} of 22978945_15.tif"
 
     # Inria Austin (0.3 m): the bottom-right quadrant is held out (and is the demo sample).
     inria = d / "inria-austin" / "aerial_sample.tif"
     mask = d / "inria-austin" / "aerial_sample_mask.tif"
-    for name, window in (("top", Window(0, 0, 1000, 500)), ("bottomleft", Window(0, 500, 500, 500))):
+    for name, window in (
+        ("top", Window(0, 0, 1000, 500)),
+        ("bottomleft", Window(0, 500, 500, 500)),
+    ):
         crop(inria, parts / f"inria-{name}.tif", window)
         crop(mask, parts / f"inria-{name}-mask.tif", window)
         manifest["sources"][f"inria-{name}"] = chips(
-            args.mapseg, parts / f"inria-{name}.tif", parts / f"inria-{name}-mask.tif",
-            parts / f"inria-{name}")
+            args.mapseg,
+            parts / f"inria-{name}.tif",
+            parts / f"inria-{name}-mask.tif",
+            parts / f"inria-{name}",
+        )
     crop(inria, heldout / "inria-bottomright.tif", Window(500, 500, 500, 500))
     crop(mask, heldout / "inria-bottomright-mask.tif", Window(500, 500, 500, 500))
     manifest["heldout"]["inria"] = "bottom-right 500x500 quadrant"
@@ -159,29 +200,48 @@ def main() -> None:
             shutil.copy(label, heldout / f"rio-{number}-mask.tif")
             continue
         manifest["sources"][f"rio-{number}"] = chips(
-            args.mapseg, tif, label, parts / f"rio-{number}", "--nodata", "0",
-            "--skip-nodata", "0.5")
+            args.mapseg,
+            tif,
+            label,
+            parts / f"rio-{number}",
+            "--nodata",
+            "0",
+            "--skip-nodata",
+            "0.5",
+        )
     manifest["heldout"]["spacenet-rio"] = "tiles img62, img63, img64"
 
     # Small sets, all for training.
     manifest["sources"]["tanzania"] = chips(
-        args.mapseg, d / "tanzania-drone" / "tanzania_sample.tif",
-        d / "tanzania-drone" / "tanzania_sample_buildings.geojson", parts / "tanzania")
+        args.mapseg,
+        d / "tanzania-drone" / "tanzania_sample.tif",
+        d / "tanzania-drone" / "tanzania_sample_buildings.geojson",
+        parts / "tanzania",
+    )
     for i in (1, 2):
         manifest["sources"][f"new-brunswick-{i}"] = chips(
-            args.mapseg, d / "new-brunswick" / f"23322E759967N_clipped_1m_{i}of2.tif",
-            d / "new-brunswick" / "BakerLake_2017_clipped.gpkg", parts / f"new-brunswick-{i}",
-            "--where", "Niveau_2 = 'Building'")
+            args.mapseg,
+            d / "new-brunswick" / f"23322E759967N_clipped_1m_{i}of2.tif",
+            d / "new-brunswick" / "BakerLake_2017_clipped.gpkg",
+            parts / f"new-brunswick-{i}",
+            "--where",
+            "Niveau_2 = 'Building'",
+        )
     sn = d / "spacenet-samples"
     manifest["sources"]["las-vegas"] = chips(
-        args.mapseg, sn / "SpaceNet_AOI_2_Las_Vegas-056155973080_01_P001-WV03-RGB.tif",
-        sn / "SpaceNet_AOI_2_Las_Vegas-056155973080_01_P001-WV03.gpkg", parts / "las-vegas")
+        args.mapseg,
+        sn / "SpaceNet_AOI_2_Las_Vegas-056155973080_01_P001-WV03-RGB.tif",
+        sn / "SpaceNet_AOI_2_Las_Vegas-056155973080_01_P001-WV03.gpkg",
+        parts / "las-vegas",
+    )
     atl = sorted(sn.glob("SN4_*.tif"))[0]
-    manifest["sources"]["atlanta"] = chips(args.mapseg, atl, sorted(sn.glob("SN4_*.geojson"))[0],
-                                           parts / "atlanta")
+    manifest["sources"]["atlanta"] = chips(
+        args.mapseg, atl, sorted(sn.glob("SN4_*.geojson"))[0], parts / "atlanta"
+    )
 
-    manifest["sources"]["crowdai"] = crowdai(d / "crowdai-sample" / "train", parts / "crowdai",
-                                             heldout / "crowdai")
+    manifest["sources"]["crowdai"] = crowdai(
+        d / "crowdai-sample" / "train", parts / "crowdai", heldout / "crowdai"
+    )
     manifest["heldout"]["crowdai"] = "the seed split's test images (seed 108241), at 0.5 m"
     sets = sorted(p for p in parts.iterdir() if (p / "annotation.json").is_file())
     manifest["train"] = merge(sets, out / "train")
