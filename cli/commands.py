@@ -6,27 +6,22 @@ import importlib
 
 import click
 
-#: module name in mapseg_cli -> click command attribute
-COMMAND_MODULES: dict[str, str] = {
-    "train": "train",
-    "evaluate": "evaluate",
-    "tile_infer": "tile_infer",
-    "preview": "preview",
-    "info": "info",
-    "chips": "chips",
-    "evaluate_vectors": "evaluate_vectors",
-}
+#: Module in mapseg_cli holding each command (the command object has the module's name).
+COMMAND_MODULES: tuple[str, ...] = (
+    "train",
+    "evaluate",
+    "tile_infer",
+    "chips",
+    "evaluate_vectors",
+    "preview",
+    "info",
+)
 
 
 def all_commands() -> list[click.Command]:
-    """Import each command module that exists and return its command."""
-    found = []
-    for module_name, attr in COMMAND_MODULES.items():
-        try:
-            module = importlib.import_module(f"mapseg_cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mapseg_cli.{module_name}":
-                raise
-            continue
-        found.append(getattr(module, attr))
-    return found
+    """Each command module's command; modules import the engine lazily, so this is cheap."""
+    commands = []
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"mapseg_cli.{name}")
+        commands.append(getattr(module, name))
+    return commands

@@ -235,10 +235,13 @@ def test_evaluate_with_a_file_that_is_not_a_model(tmp_path, data):
     _one_line_error(result, "not a mapseg model")
 
 
-def test_help_has_examples():
-    for command in ("train", "evaluate"):
-        result = CliRunner().invoke(cli, [command, "--help"])
-        assert result.exit_code == 0 and f"$ mapseg {command}" in result.output
+def test_every_command_help_has_an_example():
+    from mapseg_cli.commands import COMMAND_MODULES
+
+    assert len(cli.commands) == len(COMMAND_MODULES)
+    for name in cli.commands:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and f"$ mapseg {name}" in result.output, name
     version = CliRunner().invoke(cli, ["--version"])
     assert version.exit_code == 0 and "mapseg, version" in version.output
 
