@@ -777,25 +777,8 @@ def _mask_on_grid(mask_src: Any, src: Any, grid: _Grid) -> Iterator[Any]:
         with vrt:
             yield vrt
         return
-    same = (
-        mask_src.crs == grid.crs
-        and mask_src.transform.almost_equals(grid.transform)
-        and (mask_src.width, mask_src.height) == (grid.width, grid.height)
-    )
-    if same:
-        yield mask_src
-        return
-    with WarpedVRT(
-        mask_src,
-        crs=grid.crs,
-        transform=grid.transform,
-        width=grid.width,
-        height=grid.height,
-        resampling=Resampling.mode,
-        src_nodata=None,
-        nodata=None,
-    ) as vrt:
-        yield vrt
+    with _on_grid(mask_src, grid, Resampling.mode, None) as view:
+        yield view
 
 
 def _write_chips(
