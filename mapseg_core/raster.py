@@ -13,8 +13,9 @@ from pathlib import Path
 
 import rasterio
 import rasterio.errors
+from rasterio.crs import CRS
 
-from mapseg_core.errors import InputFileNotFound, RasterError
+from mapseg_core.errors import ConfigError, InputFileNotFound, RasterError
 
 
 def open_raster(path: str | os.PathLike[str], what: str = "raster") -> rasterio.DatasetReader:
@@ -42,3 +43,15 @@ def open_raster(path: str | os.PathLike[str], what: str = "raster") -> rasterio.
         raise RasterError(
             f"{what} {path} is not a raster GDAL can read; pass a GeoTIFF (or another GDAL raster)"
         ) from None
+
+
+def parse_crs(value: str, option: str) -> CRS:
+    """A CRS given by the user (``EPSG:32633``, WKT, PROJ) or a one-line error naming ``option``.
+
+    Raises:
+        ConfigError: ``value`` is not a CRS.
+    """
+    try:
+        return CRS.from_user_input(value)
+    except (rasterio.errors.CRSError, ValueError):  # "EPSG:abc" raises ValueError
+        raise ConfigError(f"{option} {value!r} is not a CRS; pass e.g. EPSG:32633") from None

@@ -70,7 +70,7 @@ from mapseg_core.errors import (
     RasterError,
 )
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.raster import open_raster
+from mapseg_core.raster import open_raster, parse_crs
 
 #: File suffixes read as raster masks; anything else is read as a vector layer.
 MASK_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".png")
@@ -408,12 +408,7 @@ def read_label_polygons(
     if info["crs"]:
         labels_crs = CRS.from_user_input(info["crs"])
     elif config.labels_crs:
-        try:
-            labels_crs = CRS.from_user_input(config.labels_crs)
-        except rasterio.errors.CRSError:
-            raise ConfigError(
-                f"--labels-crs {config.labels_crs!r} is not a CRS; pass e.g. EPSG:32633"
-            ) from None
+        labels_crs = parse_crs(config.labels_crs, "--labels-crs")
     else:
         raise InputError(
             f"labels {path} have no CRS; pass --labels-crs EPSG:XXXX or assign one to the file"

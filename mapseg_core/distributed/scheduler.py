@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
-from rasterio.crs import CRS
 
 from mapseg_core import __version__
 from mapseg_core.atomic import check_output
@@ -69,6 +68,7 @@ from mapseg_core.inference.engine import (
 from mapseg_core.inference.windows import Block
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event
+from mapseg_core.raster import parse_crs
 from mapseg_core.vectorize.gpkg import GpkgWriter
 from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger
 
@@ -179,7 +179,7 @@ class _Job:
             for note in notes:
                 self.warn(note)
         self.crs = [p.crs for p in self.plans]
-        self.out_crs = CRS.from_user_input(config.crs) if config.crs else self.crs[0]
+        self.out_crs = parse_crs(config.crs, "--crs") if config.crs else self.crs[0]
         self.model_sha256 = file_sha256(model)
 
     def warn(self, message: str) -> None:

@@ -59,7 +59,7 @@ from mapseg_core.inference.stitch import assemble_cores, pad_block, split_window
 from mapseg_core.inference.windows import Block, WindowGrid, make_grid
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.raster import open_raster
+from mapseg_core.raster import open_raster, parse_crs
 from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
 from mapseg_core.vectorize.polygons import (
     BlockPolygons,
@@ -416,12 +416,7 @@ def plan_raster(
                 raise RasterError(
                     f"raster {path} has no CRS; pass --assume-crs EPSG:XXXX or georeference it"
                 )
-            try:
-                crs = CRS.from_user_input(config.assume_crs)
-            except rasterio.errors.CRSError:
-                raise ConfigError(
-                    f"--assume-crs {config.assume_crs!r} is not a CRS; pass e.g. EPSG:32633"
-                ) from None
+            crs = parse_crs(config.assume_crs, "--assume-crs")
         if src.transform.is_identity:
             notes.append(f"{Path(path).name} has no geotransform; pixel coordinates are used")
         colorinterp = [ci.name for ci in src.colorinterp]
@@ -791,7 +786,7 @@ def _tile_infer(
         plans.append(plan)
         for note in notes:
             warn(note)
-    out_crs = CRS.from_user_input(config.crs) if config.crs else plans[0].crs
+    out_crs = parse_crs(config.crs, "--crs") if config.crs else plans[0].crs
     model_hash = file_sha256(model)
     provenance = {
         "mapseg_version": __version__,

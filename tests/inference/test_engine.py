@@ -14,7 +14,7 @@ from rasters import GROUND, ROOF, WHITE, canonical, expected_world, scene, trans
 from shapely.geometry import box
 
 from mapseg_core.config import TileConfig
-from mapseg_core.errors import ModelError, OutputExistsError, RasterError
+from mapseg_core.errors import ConfigError, ModelError, OutputExistsError, RasterError
 from mapseg_core.inference import engine
 from mapseg_core.inference.engine import (
     choose_bands,
@@ -138,6 +138,19 @@ def test_white_roof_is_not_nodata_with_nodata_none(stub_model, tmp_path):
     assert any("--nodata none" in n for n in notes)
     plan, _ = plan_raster(raster, read_metadata(stub_model), TileConfig(nodata="none"))
     assert plan.nodata is None and not plan.use_gdal_mask
+
+
+@pytest.mark.parametrize("option", ["assume_crs", "crs"])
+def test_a_crs_option_that_is_not_a_crs_names_the_option(stub_model, tmp_path, option):
+    img, _ = scene()
+    raster = write_raster(tmp_path / "nocrs.tif", img, crs=None)
+    flag = "--" + option.replace("_", "-")
+    extra = {option: "EPSG:nonsense"}
+    if option == "crs":
+        extra["assume_crs"] = "EPSG:32633"
+    with pytest.raises(ConfigError, match=f"{flag} 'EPSG:nonsense' is not a CRS"):
+        _run([raster], tmp_path / "o.gpkg", stub_model, **extra)
+    assert not (tmp_path / "o.gpkg").exists()
 
 
 def test_raster_without_crs_is_refused_unless_assumed(stub_model, tmp_path):
