@@ -31,10 +31,14 @@ minx,miny,maxx,maxy in the predictions' CRS).
 @click.option("--ref-layer", help="Layer of REFERENCE (default: the first).")
 @click.option("--ref-where", help="SQL filter on REFERENCE, e.g. \"Niveau_2 = 'Building'\".")
 @click.option("--aoi", help="Area to compare: a polygon layer, or minx,miny,maxx,maxy.")
-@click.option("--iou", default=0.5, show_default=True, type=float,
-              help="IoU a matched pair must reach.")
-@click.option("--histogram", type=click.Path(path_type=Path),
-              help="Write the per-building IoU histogram to this PNG.")
+@click.option(
+    "--iou", default=0.5, show_default=True, type=float, help="IoU a matched pair must reach."
+)
+@click.option(
+    "--histogram",
+    type=click.Path(path_type=Path),
+    help="Write the per-building IoU histogram to this PNG.",
+)
 @json_output
 @overwrite
 @verbosity
@@ -56,8 +60,15 @@ def evaluate_vectors(
 
     if histogram is not None:
         check_output(histogram, overwrite, "--histogram")
-    result = run(pred, reference, pred_layer=pred_layer, ref_layer=ref_layer,
-                 ref_where=ref_where, aoi=aoi, iou=iou)
+    result = run(
+        pred,
+        reference,
+        pred_layer=pred_layer,
+        ref_layer=ref_layer,
+        ref_where=ref_where,
+        aoi=aoi,
+        iou=iou,
+    )
     if histogram is not None:
         plot_iou_histogram(result, histogram)
     if as_json:
@@ -70,7 +81,9 @@ def evaluate_vectors(
     click.echo(f"precision@{iou:g}  {m.precision:.4f}")
     click.echo(f"recall@{iou:g}     {m.recall:.4f}")
     click.echo(f"union IoU       {result.union_iou:.4f}")
-    click.echo(f"buildings       {result.predicted} predicted, {result.reference} reference "
-               f"({m.tp} matched, {m.fp} false, {m.fn} missed)")
+    click.echo(
+        f"buildings       {result.predicted} predicted, {result.reference} reference "
+        f"({m.tp} matched, {m.fp} false, {m.fn} missed)"
+    )
     if histogram is not None:
         click.echo(f"histogram       {histogram}")

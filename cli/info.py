@@ -21,9 +21,8 @@ $ mapseg info --json
 @json_output
 @verbosity
 def info(as_json: bool) -> None:
-    import keras
-
     from mapseg_core import __version__
+    from mapseg_core.backend import keras
     from mapseg_core.errors import ModelError
     from mapseg_core.models.artifact import bundled_model_path, read_metadata
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,9 @@ def verbosity(func: F) -> F:
         ctx.ensure_object(dict)
         ctx.obj[param.name] = value
         level = ctx.obj.get("verbose", 0) - ctx.obj.get("quiet", 0)
+        if ctx.obj.get("verbose", 0) > 0:
+            # Let the deep-learning backend's start-up notices through (mapseg_core.backend).
+            os.environ["MAPSEG_BACKEND_NOTICES"] = "1"
         logging.basicConfig(format="mapseg: %(levelname)s: %(message)s")
         logging.getLogger("mapseg").setLevel(
             logging.DEBUG if level > 0 else logging.WARNING if level == 0 else logging.ERROR

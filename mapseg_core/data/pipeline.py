@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import cv2
-import keras
 import numpy as np
 
+from mapseg_core.backend import keras
 from mapseg_core.config import TrainConfig
 from mapseg_core.data.augment import seed_augmentation
 from mapseg_core.data.coco import CocoDataset

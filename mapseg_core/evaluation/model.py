@@ -55,8 +55,8 @@ def predict_instances(
         for image_id in batch_ids:
             image = dataset.load_image(image_id)
             shapes.append(image.shape[:2])
-            x, _ = prepare_sample(image, np.zeros(image.shape[:2], np.uint8), input_size,
-                                  resize_mode)  # type: ignore[arg-type]
+            empty = np.zeros(image.shape[:2], np.uint8)
+            x, _ = prepare_sample(image, empty, input_size, resize_mode)  # type: ignore[arg-type]
             images.append(x)
         raw = np.asarray(model.predict_on_batch(np.stack(images)))
         prob = to_probability(raw.reshape(raw.shape[:3]), output)  # type: ignore[arg-type]

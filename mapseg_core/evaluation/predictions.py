@@ -79,9 +79,11 @@ def instances(
         full = np.zeros(prob.shape, dtype=np.uint8, order="F")
         full[window] = labels[window] == k
         rle = mask_utils.encode(full)
-        out.append({
-            "segmentation": {"size": list(prob.shape), "counts": rle["counts"].decode("ascii")},
-            "score": float(sums[k] / pixels[k]),
-            "area": float(pixels[k]),
-        })
+        out.append(
+            {
+                "segmentation": {"size": list(prob.shape), "counts": rle["counts"].decode("ascii")},
+                "score": float(sums[k] / pixels[k]),
+                "area": float(pixels[k]),
+            }
+        )
     return out

@@ -60,7 +60,9 @@ class VectorEvaluation:
 
 
 def read_polygons(
-    path: str | os.PathLike[str], layer: str | None = None, where: str | None = None,
+    path: str | os.PathLike[str],
+    layer: str | None = None,
+    where: str | None = None,
     what: str = "layer",
 ) -> tuple[list[Any], Any]:
     """Polygons of a vector layer (multi-parts split, invalid ones repaired) and its CRS."""
@@ -215,11 +217,19 @@ def plot_iou_histogram(
     values = np.asarray(evaluation.match.ref_ious, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(values, bins=bins, range=(0.0, 1.0), color="#4c72b0", edgecolor="white")
-    ax.axvline(evaluation.iou_threshold, color="k", linestyle="--", linewidth=1,
-               label=f"IoU {evaluation.iou_threshold:g}")
+    ax.axvline(
+        evaluation.iou_threshold,
+        color="k",
+        linestyle="--",
+        linewidth=1,
+        label=f"IoU {evaluation.iou_threshold:g}",
+    )
     m = evaluation.match
-    ax.set_title(f"Per-building IoU: F1 {m.f1:.3f} (P {m.precision:.3f}, R {m.recall:.3f}), "
-                 f"{evaluation.reference} buildings", fontsize=9)
+    ax.set_title(
+        f"Per-building IoU: F1 {m.f1:.3f} (P {m.precision:.3f}, R {m.recall:.3f}), "
+        f"{evaluation.reference} buildings",
+        fontsize=9,
+    )
     ax.set_xlabel("best IoU of each reference building with a prediction")
     ax.set_ylabel("buildings")
     ax.legend()

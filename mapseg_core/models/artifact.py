@@ -133,8 +133,7 @@ def load_artifact(
         ModelError: missing file, not a mapseg model, or Keras cannot rebuild it.
     """
     meta = read_metadata(path)
-    import keras
-
+    from mapseg_core.backend import keras
     from mapseg_core.models import losses  # noqa: F401  (registers custom objects)
 
     try:

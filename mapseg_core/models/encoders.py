@@ -14,11 +14,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import keras
-from keras import layers
-
+from mapseg_core.backend import keras
 from mapseg_core.config import ModelConfig
 from mapseg_core.errors import ConfigError, InputFileNotFound, WeightsError
+
+layers = keras.layers
 
 log = logging.getLogger("mapseg")
 

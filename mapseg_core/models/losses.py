@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
-from keras import ops
+from mapseg_core.backend import keras
+
+ops = keras.ops
 
 #: Smoothing term of the seed's dice coefficient.
 SMOOTH = 1.0
@@ -136,13 +137,3 @@ def make_metrics() -> list[Any]:
         SpatialTruePositiveRate(),
         keras.metrics.MeanMetricWrapper(iou_per_image, name="iou_coef"),
     ]
-
-
-#: Report row labels, in the order of ``model.evaluate(return_dict=True)`` keys.
-METRIC_LABELS: dict[str, str] = {
-    "loss": "Loss",
-    "binary_accuracy": "Binary Accuracy",
-    "dice_coef": "Dice Coefficient",
-    "spatial_true_positive_rate": "Spatial True Positive Rate",
-    "iou_coef": "IoU",
-}

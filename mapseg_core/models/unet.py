@@ -11,11 +11,11 @@ Only stock Keras layers are used, so the architecture reloads from a
 
 from __future__ import annotations
 
-import keras
-from keras import layers
-
+from mapseg_core.backend import keras
 from mapseg_core.config import ModelConfig
 from mapseg_core.models.encoders import build_encoder
+
+layers = keras.layers
 
 
 def build_unet(config: ModelConfig) -> keras.Model:

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keras
-
 from mapseg_core.atomic import atomic_path
+from mapseg_core.backend import keras
 from mapseg_core.progress import Reporter, progress_event
 
 

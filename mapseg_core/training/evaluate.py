@@ -41,12 +41,11 @@ def evaluate_model(
             ids are not in the annotations.
     """
     from mapseg_core.data.coco import load_coco
-    from mapseg_core.data.pipeline import CocoSequence
     from mapseg_core.data.splits import load_splits
-    from mapseg_core.models.artifact import load_artifact
-    from mapseg_core.models.losses import ComboLoss, make_metrics
+    from mapseg_core.models.artifact import load_artifact, read_metadata
 
-    model, meta = load_artifact(model_path)
+    # Model file, data and splits are checked before Keras is imported (slow, noisy).
+    meta = read_metadata(model_path)
     train_cfg: dict[str, Any] = meta.get("config", {}).get("train", {})
     categories = train_cfg.get("category_ids")
     dataset = load_coco(annotations, images_dir, categories)
@@ -63,6 +62,10 @@ def evaluate_model(
                     f"{len(missing)} image id(s) of split {name!r} in {split_file} are not in "
                     f"{annotations} (e.g. {missing[:3]}); pass the annotations the run used"
                 )
+    from mapseg_core.data.pipeline import CocoSequence
+    from mapseg_core.models.losses import ComboLoss, make_metrics
+
+    model, meta = load_artifact(model_path)
     model.compile(loss=ComboLoss(float(train_cfg.get("ce_weight", 0.05))), metrics=make_metrics())
     size = tuple(meta["input_size"])
     resize_mode = train_cfg.get("resize_mode", "resize")

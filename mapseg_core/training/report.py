@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 
 from mapseg_core.atomic import write_bytes
-from mapseg_core.models.losses import METRIC_LABELS
+
+#: Report row labels, in the order of ``model.evaluate(return_dict=True)`` keys
+#: (the names of ``mapseg_core.models.losses.make_metrics``; kept here so that
+#: reading a report never imports Keras).
+METRIC_LABELS: dict[str, str] = {
+    "loss": "Loss",
+    "binary_accuracy": "Binary Accuracy",
+    "dice_coef": "Dice Coefficient",
+    "spatial_true_positive_rate": "Spatial True Positive Rate",
+    "iou_coef": "IoU",
+}
 
 
 def _figure() -> Any:

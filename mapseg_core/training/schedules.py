@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
 
+from mapseg_core.backend import keras
 from mapseg_core.config import TrainConfig
 
 

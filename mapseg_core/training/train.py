@@ -178,8 +178,7 @@ def _run(
     report: Reporter,
     model: Any = None,
 ) -> TrainResult:
-    import keras
-
+    from mapseg_core.backend import keras
     from mapseg_core.data.pipeline import CocoSequence, make_sequences
     from mapseg_core.training.callbacks import ProgressReporter, RunCheckpoint
 
@@ -274,8 +273,7 @@ def _run(
 
 def _new_model(config: RunConfig) -> Any:
     """Build and compile the U-Net under the configured precision and strategy."""
-    import keras
-
+    from mapseg_core.backend import keras
     from mapseg_core.models.losses import ComboLoss, make_metrics
     from mapseg_core.models.unet import build_unet
     from mapseg_core.training.schedules import make_learning_rate
@@ -291,7 +289,7 @@ def _new_model(config: RunConfig) -> Any:
 
 
 def _callbacks(run_dir: Path, tcfg: TrainConfig, initial_epoch: int, resume: bool) -> list[Any]:
-    import keras
+    from mapseg_core.backend import keras
 
     callbacks: list[Any] = [
         keras.callbacks.TerminateOnNaN(),
@@ -397,7 +395,7 @@ def _have_tensorflow() -> bool:
 
 def _enable_gpu_memory_growth() -> None:
     """Let TensorFlow take GPU memory as needed instead of all of it at start."""
-    import keras
+    from mapseg_core.backend import keras
 
     if keras.backend.backend() != "tensorflow":
         return
@@ -410,7 +408,7 @@ def _enable_gpu_memory_growth() -> None:
 
 @contextlib.contextmanager
 def _precision(mixed: bool) -> Iterator[None]:
-    import keras
+    from mapseg_core.backend import keras
 
     if not mixed:
         yield
@@ -433,7 +431,7 @@ def _strategy_scope(strategy: str) -> Iterator[None]:
     device (``multiworker`` first joins the processes named in the
     ``KERAS_DISTRIBUTION_*`` variables); JAX has no scope, so it is set once for the process.
     """
-    import keras
+    from mapseg_core.backend import keras
 
     if strategy == "default":
         yield
@@ -464,7 +462,7 @@ def _tf_strategy(strategy: str) -> Any:
 
 def _jax_data_parallel(strategy: str) -> None:
     """Replicate the model on every JAX device and split each batch across them."""
-    import keras
+    from mapseg_core.backend import keras
 
     if isinstance(keras.distribution.distribution(), keras.distribution.DataParallel):
         return

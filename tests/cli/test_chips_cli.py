@@ -45,13 +45,16 @@ def test_chips_json_and_refusal(tmp_path):
 
 def test_chips_errors_are_one_line(tmp_path):
     raster, labels = _inputs(tmp_path)
-    missing = CliRunner().invoke(cli, ["chips", str(raster), str(tmp_path / "x.gpkg"),
-                                       "-o", str(tmp_path / "o")])
+    missing = CliRunner().invoke(
+        cli, ["chips", str(raster), str(tmp_path / "x.gpkg"), "-o", str(tmp_path / "o")]
+    )
     _one_line_error(missing, "x.gpkg", "not found")
-    bad_where = CliRunner().invoke(cli, ["chips", str(raster), str(labels), "-o",
-                                         str(tmp_path / "o"), "--where", "nope = 1"])
+    bad_where = CliRunner().invoke(
+        cli, ["chips", str(raster), str(labels), "-o", str(tmp_path / "o"), "--where", "nope = 1"]
+    )
     _one_line_error(bad_where, "--where")
-    bad_size = CliRunner().invoke(cli, ["chips", str(raster), str(labels), "-o",
-                                        str(tmp_path / "o"), "--size", "2"])
+    bad_size = CliRunner().invoke(
+        cli, ["chips", str(raster), str(labels), "-o", str(tmp_path / "o"), "--size", "2"]
+    )
     _one_line_error(bad_size, "--size")
     assert not (tmp_path / "o").exists()

@@ -25,8 +25,15 @@ def _layers(tmp_path):
 def test_json_and_histogram(tmp_path):
     pred, ref = _layers(tmp_path)
     png = tmp_path / "iou.png"
-    args = ["evaluate-vectors", str(pred), str(ref), "--aoi", "-1,-1,60,11", "--histogram",
-            str(png)]
+    args = [
+        "evaluate-vectors",
+        str(pred),
+        str(ref),
+        "--aoi",
+        "-1,-1,60,11",
+        "--histogram",
+        str(png),
+    ]
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output + result.stderr
     data = json.loads(result.stdout)

@@ -191,7 +191,8 @@ def test_bundled_model_finds_buildings_on_the_bundled_sample(tmp_path):
     assert frame.area.median() > 50  # houses (m²), not speckle
     meta = pyogrio.read_info(out)["layer_metadata"]
     assert meta["model"].endswith("buildings-b0.keras")
-    preview = CliRunner().invoke(cli, ["preview", str(sample), str(out), "-o",
-                                       str(tmp_path / "p.png")])
+    preview = CliRunner().invoke(
+        cli, ["preview", str(sample), str(out), "-o", str(tmp_path / "p.png")]
+    )
     assert preview.exit_code == 0, preview.stderr
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -124,9 +124,7 @@ def test_nodata_fraction_ignores_labelled_pixels():
 def test_vector_labels_in_another_crs_draw_back_exactly(tmp_path, scene_set):
     raster, labels, roof = scene_set
     out = tmp_path / "chips"
-    summary = make_chips(
-        raster, labels, out, ChipConfig(size=64, where="Niveau_2 == 'Building'")
-    )
+    summary = make_chips(raster, labels, out, ChipConfig(size=64, where="Niveau_2 == 'Building'"))
     assert summary.chips == 12  # rows 0, 64, 96; cols 0, 64, 128, 136
     assert summary.buildings == 8
     assert (_drawn_back(out, roof.shape).astype(bool) == roof).all()

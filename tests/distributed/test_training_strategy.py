@@ -27,11 +27,30 @@ def test_multiworker_strategy_trains_as_a_single_worker(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mapseg_cli.main", "train", str(annotations), str(images),
-            "-o", str(tmp_path / "run"), "--preset", "tiny", "--epochs", "1",
-            "--batch-size", "4", "--workers", "1", "--strategy", "multiworker", "-q",
+            sys.executable,
+            "-m",
+            "mapseg_cli.main",
+            "train",
+            str(annotations),
+            str(images),
+            "-o",
+            str(tmp_path / "run"),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "1",
+            "--strategy",
+            "multiworker",
+            "-q",
         ],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = read_metadata(tmp_path / "run" / "model.keras")

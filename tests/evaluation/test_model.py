@@ -47,8 +47,14 @@ def _by_hand(model_path, annotations, images_dir):
         for k in range(1, n + 1):
             m = labels == k
             rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            results.append({"image_id": info["id"], "category_id": 100, "segmentation": rle,
-                            "score": float(prob[m].mean())})
+            results.append(
+                {
+                    "image_id": info["id"],
+                    "category_id": 100,
+                    "segmentation": rle,
+                    "score": float(prob[m].mean()),
+                }
+            )
     del keras
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(annotations))

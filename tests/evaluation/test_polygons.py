@@ -101,16 +101,31 @@ def _random_set(seed: int = 0):
             w, h = (int(v) for v in rng.integers(6, 16, 2))
             m = np.zeros((64, 64), bool)
             m[y : y + h, x : x + w] = True
-            gts.append({"id": len(gts) + 1, "image_id": image_id, "category_id": 1,
-                        "segmentation": _rle(m), "area": float(m.sum()), "iscrowd": 0,
-                        "bbox": [x, y, w, h]})
+            gts.append(
+                {
+                    "id": len(gts) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "segmentation": _rle(m),
+                    "area": float(m.sum()),
+                    "iscrowd": 0,
+                    "bbox": [x, y, w, h],
+                }
+            )
             d = np.roll(m, int(rng.integers(-4, 5)), axis=int(rng.integers(0, 2)))
-            dts.append({"image_id": image_id, "category_id": 1, "segmentation": _rle(d),
-                        "score": float(rng.random())})
+            dts.append(
+                {
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "segmentation": _rle(d),
+                    "score": float(rng.random()),
+                }
+            )
         noise = np.zeros((64, 64), bool)
         noise[:5, :5] = True
-        dts.append({"image_id": image_id, "category_id": 1, "segmentation": _rle(noise),
-                    "score": 0.9})
+        dts.append(
+            {"image_id": image_id, "category_id": 1, "segmentation": _rle(noise), "score": 0.9}
+        )
     return {"images": images, "annotations": gts, "categories": [{"id": 1, "name": "b"}]}, dts
 
 
@@ -126,8 +141,7 @@ def test_coco_ap_equals_pycocotools_by_hand():
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    assert ours == {"AP": ev.stats[0], "AP50": ev.stats[1], "AP75": ev.stats[2],
-                    "AR": ev.stats[8]}
+    assert ours == {"AP": ev.stats[0], "AP50": ev.stats[1], "AP75": ev.stats[2], "AR": ev.stats[8]}
     assert 0 < ours["AP"] < ours["AP50"] <= 1
 
 

@@ -24,9 +24,9 @@ def _layers(tmp_path):
         box(X + 40, Y, X + 50, Y + 3),  # IoU 0.3
     ]
     ref_path = tmp_path / "ref.gpkg"
-    gpd.GeoDataFrame({"Niveau_2": kinds}, geometry=refs_all, crs=CRS).to_crs(
-        "EPSG:4326"
-    ).to_file(ref_path)
+    gpd.GeoDataFrame({"Niveau_2": kinds}, geometry=refs_all, crs=CRS).to_crs("EPSG:4326").to_file(
+        ref_path
+    )
     pred_path = tmp_path / "pred.gpkg"
     gpd.GeoDataFrame(geometry=preds, crs=CRS).to_file(pred_path)
     return pred_path, ref_path
@@ -34,8 +34,9 @@ def _layers(tmp_path):
 
 def test_scores_against_a_filtered_reprojected_reference(tmp_path):
     pred, ref = _layers(tmp_path)
-    result = evaluate_vectors(pred, ref, ref_where="Niveau_2 = 'Building'",
-                              aoi=f"{X - 5},{Y - 5},{X + 100},{Y + 40}")
+    result = evaluate_vectors(
+        pred, ref, ref_where="Niveau_2 = 'Building'", aoi=f"{X - 5},{Y - 5},{X + 100},{Y + 40}"
+    )
     m = result.match
     assert (m.tp, m.fp, m.fn) == (2, 1, 2)
     assert m.f1 == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))

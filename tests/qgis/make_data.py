@@ -39,8 +39,13 @@ def main(out: Path) -> dict[str, str]:
     fake.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     annotations, images = make_learnable_coco(out / "coco", n_images=6)
     result = {k: str(v) for k, v in paths.items()}
-    result.update(notes=str(notes), fake_model=str(fake), annotations=str(annotations),
-                  images=str(images), buildings=str(len(shapes)))
+    result.update(
+        notes=str(notes),
+        fake_model=str(fake),
+        annotations=str(annotations),
+        images=str(images),
+        buildings=str(len(shapes)),
+    )
     return result
 
 

@@ -27,7 +27,6 @@ def set_engine(path: str) -> None:
     settings.sync()
 
 
-
 def read_layer(path: Path | str, layer: str = "buildings") -> set[tuple[str, float, str]]:
     """A GeoPackage layer as a set of (normalized WKT, area_m2, source): comparable as sets."""
     from qgis.core import QgsVectorLayer
@@ -46,8 +45,17 @@ def read_layer(path: Path | str, layer: str = "buildings") -> set[tuple[str, flo
 def cli_reference(engine: Path, raster: Path, model: Path, out: Path, *options: str) -> Path:
     """What ``mapseg tile-infer`` writes from a shell for the same input."""
     proc = subprocess.run(
-        [str(engine), "tile-infer", str(raster), "-o", str(out), "--model", str(model),
-         "-q", *options],
+        [
+            str(engine),
+            "tile-infer",
+            str(raster),
+            "-o",
+            str(out),
+            "--model",
+            str(model),
+            "-q",
+            *options,
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -30,8 +30,11 @@ def test_algorithm_dialog_renders(qgis_app, data):
             QApplication.processEvents()
         image = dialog.grab().toImage()
         assert not image.isNull() and image.width() >= 900
-        colours = {image.pixel(x, y) for x in range(0, image.width(), 13)
-                   for y in range(0, image.height(), 13)}
+        colours = {
+            image.pixel(x, y)
+            for x in range(0, image.width(), 13)
+            for y in range(0, image.height(), 13)
+        }
         assert len(colours) > 10  # widgets were drawn, not a blank window
         folder = os.environ.get("MAPSEG_SCREENSHOTS")
         if folder:

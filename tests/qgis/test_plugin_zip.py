@@ -33,7 +33,11 @@ def test_the_plugin_was_loaded_from_the_unpacked_zip(qgis_app):
     provider = QgsApplication.processingRegistry().providerById("mapseg")
     assert provider is not None
     assert {a.name() for a in provider.algorithms()} >= {
-        "segmentbuildings", "trainmodel", "checkengine", "setupengine"}
+        "segmentbuildings",
+        "trainmodel",
+        "checkengine",
+        "setupengine",
+    }
 
 
 def test_plugin_imports_nothing_but_pyqgis_and_the_standard_library():

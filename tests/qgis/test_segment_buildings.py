@@ -39,11 +39,23 @@ def test_same_polygons_as_the_cli(qgis_app, data, engine, feedback, tmp_path):
 
     options = {"BLOCK_SIZE": 48, "OVERLAP": 4, "MIN_AREA": 0.0, "BANDS": [1, 2, 3]}
     out = tmp_path / "qgis.gpkg"
-    result = processing.run(ALG, _params(data["scene"], data["model"], out, **options),
-                            feedback=feedback)
-    reference = cli_reference(engine, data["scene"], data["model"], tmp_path / "cli.gpkg",
-                              "--block-size", "48", "--overlap", "4", "--min-area", "0",
-                              "--bands", "1,2,3")
+    result = processing.run(
+        ALG, _params(data["scene"], data["model"], out, **options), feedback=feedback
+    )
+    reference = cli_reference(
+        engine,
+        data["scene"],
+        data["model"],
+        tmp_path / "cli.gpkg",
+        "--block-size",
+        "48",
+        "--overlap",
+        "4",
+        "--min-area",
+        "0",
+        "--bands",
+        "1,2,3",
+    )
     got = read_layer(result["OUTPUT"])
     assert got == read_layer(reference)
     assert len(got) == int(data["buildings"]) == result["FEATURES"]
@@ -64,12 +76,28 @@ def test_massachusetts_same_as_the_cli(qgis_app, data, engine, feedback, tmp_pat
 
     result = processing.run(
         ALG,
-        _params(MASSACHUSETTS, data["model"], tmp_path / "qgis.gpkg", BLOCK_SIZE=512,
-                THRESHOLD=0.01, NODATA="none"),
+        _params(
+            MASSACHUSETTS,
+            data["model"],
+            tmp_path / "qgis.gpkg",
+            BLOCK_SIZE=512,
+            THRESHOLD=0.01,
+            NODATA="none",
+        ),
         feedback=feedback,
     )
-    reference = cli_reference(engine, MASSACHUSETTS, data["model"], tmp_path / "cli.gpkg",
-                              "--block-size", "512", "--threshold", "0.01", "--nodata", "none")
+    reference = cli_reference(
+        engine,
+        MASSACHUSETTS,
+        data["model"],
+        tmp_path / "cli.gpkg",
+        "--block-size",
+        "512",
+        "--threshold",
+        "0.01",
+        "--nodata",
+        "none",
+    )
     got = read_layer(result["OUTPUT"])
     assert got and got == read_layer(reference)
 
@@ -104,8 +132,9 @@ def test_cancel_stops_the_engine_and_leaves_no_output(qgis_app, data, feedback, 
     feedback.progressChanged.connect(cancel_once_blocks_run)
     started = time.monotonic()
     with pytest.raises(QgsProcessingException, match="cancelled"):
-        processing.run(ALG, _params(data["big"], data["model"], out, BLOCK_SIZE=64),
-                       feedback=feedback)
+        processing.run(
+            ALG, _params(data["big"], data["model"], out, BLOCK_SIZE=64), feedback=feedback
+        )
     assert seen["pids"], "the engine was not running when cancelled"
     assert time.monotonic() - started < 60
     assert not _engine_processes(str(out))
@@ -148,8 +177,9 @@ def test_no_model_uses_the_engines_bundled_model(qgis_app, data, use_engine, fee
     assert _layer_metadata(out)["model"].endswith("buildings-b0.keras")
 
 
-def test_no_engine_anywhere_says_how_to_get_one(qgis_app, use_engine, feedback, monkeypatch,
-                                                 tmp_path, data):
+def test_no_engine_anywhere_says_how_to_get_one(
+    qgis_app, use_engine, feedback, monkeypatch, tmp_path, data
+):
     import processing
     from qgis.core import QgsProcessingException
 
@@ -157,8 +187,9 @@ def test_no_engine_anywhere_says_how_to_get_one(qgis_app, use_engine, feedback, 
     monkeypatch.delenv("MAPSEG_ENGINE", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(QgsProcessingException, match="Set up mapseg engine"):
-        processing.run(ALG, _params(data["scene"], data["model"], tmp_path / "o.gpkg"),
-                       feedback=feedback)
+        processing.run(
+            ALG, _params(data["scene"], data["model"], tmp_path / "o.gpkg"), feedback=feedback
+        )
 
 
 def test_batch_two_rasters_in_a_loop(qgis_app, data, tmp_path):
@@ -172,7 +203,8 @@ def test_batch_two_rasters_in_a_loop(qgis_app, data, tmp_path):
     assert len(first) == len(second) == int(data["buildings"])
     assert first.isdisjoint(second)
     assert {s for _, _, s in first} == {"scene.tif"} and {s for _, _, s in second} == {
-        "scene_east.tif"}
+        "scene_east.tif"
+    }
 
 
 def _qgis_process() -> str:
@@ -180,8 +212,9 @@ def _qgis_process() -> str:
     /etc/default/qgis, shared with the desktop app) which qgis_process 3.22 refuses, so
     the real binary is called."""
     for name in ("qgis_process.bin", "qgis_process"):
-        found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").is_file()
-                                       else None)
+        found = shutil.which(name) or (
+            f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").is_file() else None
+        )
         if found:
             return found
     pytest.skip("qgis_process not found")
@@ -189,12 +222,27 @@ def _qgis_process() -> str:
 
 def test_qgis_process_from_a_shell(qgis_app, profiles, data, engine, tmp_path):
     out = tmp_path / "shell.gpkg"
-    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(profiles), "MAPSEG_ENGINE": str(engine),
-           "QT_QPA_PLATFORM": "offscreen"}
+    env = {
+        **os.environ,
+        "QGIS_CUSTOM_CONFIG_PATH": str(profiles),
+        "MAPSEG_ENGINE": str(engine),
+        "QT_QPA_PLATFORM": "offscreen",
+    }
     proc = subprocess.run(
-        [_qgis_process(), "run", ALG, "--", f"INPUT={data['scene']}", f"MODEL={data['model']}",
-         "MIN_AREA=0", f"OUTPUT={out}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            _qgis_process(),
+            "run",
+            ALG,
+            "--",
+            f"INPUT={data['scene']}",
+            f"MODEL={data['model']}",
+            "MIN_AREA=0",
+            f"OUTPUT={out}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(read_layer(out)) == int(data["buildings"])
@@ -213,9 +261,19 @@ def test_toolbox_task_with_every_tuning_option(qgis_app, data, tmp_path):
     algorithm = QgsApplication.processingRegistry().createAlgorithmById(ALG)
     context, task_feedback = QgsProcessingContext(), QgsProcessingFeedback()
     out = tmp_path / "task.gpkg"
-    tuned = _params(data["scene"], data["model"], out, BLOCK_SIZE=64, THRESHOLD=0.6,
-                    MIN_AREA=5.0, SIMPLIFY=0.5, REGULARIZE=True, NODATA="none", GSD="native",
-                    BATCH_SIZE=2)
+    tuned = _params(
+        data["scene"],
+        data["model"],
+        out,
+        BLOCK_SIZE=64,
+        THRESHOLD=0.6,
+        MIN_AREA=5.0,
+        SIMPLIFY=0.5,
+        REGULARIZE=True,
+        NODATA="none",
+        GSD="native",
+        BATCH_SIZE=2,
+    )
     task = QgsProcessingAlgRunnerTask(algorithm, tuned, context, task_feedback)
     done = threading.Event()
     outcome = {}

@@ -53,8 +53,12 @@ def test_creates_the_environment_and_sets_the_engine(qgis_app, use_engine, feedb
     folder = tmp_path / "engine-env"
     result = processing.run(
         "mapseg:setupengine",
-        {"PYTHON": sys.executable, "PACKAGE": str(wheel), "PIP_ARGS": "--no-index",
-         "FOLDER": str(folder)},
+        {
+            "PYTHON": sys.executable,
+            "PACKAGE": str(wheel),
+            "PIP_ARGS": "--no-index",
+            "FOLDER": str(folder),
+        },
         feedback=feedback,
     )
     assert result["ENGINE"] == str(folder / "bin" / "mapseg")
@@ -70,8 +74,12 @@ def test_a_failed_install_leaves_no_environment(qgis_app, use_engine, feedback, 
     with pytest.raises(QgsProcessingException, match="pip could not install"):
         processing.run(
             "mapseg:setupengine",
-            {"PYTHON": sys.executable, "PACKAGE": str(tmp_path / "missing.whl"),
-             "PIP_ARGS": "--no-index", "FOLDER": str(folder)},
+            {
+                "PYTHON": sys.executable,
+                "PACKAGE": str(tmp_path / "missing.whl"),
+                "PIP_ARGS": "--no-index",
+                "FOLDER": str(folder),
+            },
             feedback=feedback,
         )
     assert not folder.exists()

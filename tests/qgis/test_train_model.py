@@ -14,8 +14,13 @@ def test_tiny_preset_writes_model_and_report(qgis_app, data, feedback, tmp_path)
     run_dir = tmp_path / "run"
     result = processing.run(
         "mapseg:trainmodel",
-        {"ANNOTATIONS": str(data["annotations"]), "IMAGES_DIR": str(data["images"]),
-         "PRESET": 2, "EPOCHS": 1, "OUTPUT": str(run_dir)},
+        {
+            "ANNOTATIONS": str(data["annotations"]),
+            "IMAGES_DIR": str(data["images"]),
+            "PRESET": 2,
+            "EPOCHS": 1,
+            "OUTPUT": str(run_dir),
+        },
         feedback=feedback,
     )
     assert result["MODEL"] == str(run_dir / "model.keras")
