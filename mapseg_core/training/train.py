@@ -180,6 +180,7 @@ def _run(
 ) -> TrainResult:
     from mapseg_core.backend import keras
     from mapseg_core.data.pipeline import CocoSequence, make_sequences
+    from mapseg_core.models import losses  # noqa: F401  (registers the loss last.keras names)
     from mapseg_core.training.callbacks import ProgressReporter, RunCheckpoint
 
     tcfg = config.train
