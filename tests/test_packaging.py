@@ -18,6 +18,14 @@ def test_version_is_the_same_in_metadata_txt_and_the_package():
     assert meta["general"]["version"] == mapseg_core.__version__
 
 
+def test_the_plugin_folder_carries_the_same_metadata_txt():
+    """qgis-plugin-ci reads qgis_plugin/metadata.txt; the root file is the one users edit."""
+    root = (ROOT / "metadata.txt").read_bytes()
+    assert (ROOT / "qgis_plugin" / "metadata.txt").read_bytes() == root, (
+        "qgis_plugin/metadata.txt differs from metadata.txt: cp metadata.txt qgis_plugin/"
+    )
+
+
 def test_cli_is_installed_as_mapseg_cli_not_cli():
     top_level = importlib.metadata.distribution("mapseg").read_text("top_level.txt") or ""
     assert sorted(top_level.split()) == ["mapseg_cli", "mapseg_core"]

@@ -2,10 +2,12 @@
 
 qgis-plugin-ci packages what ``git archive`` sees and then resets the working
 tree (``git checkout -- .``), so it must not run in a checkout with
-uncommitted work; and it wants ``qgis_plugin/metadata.txt``, while the one
-metadata.txt lives at the repository root. So this copies the plugin's files
-as they are now (tracked and new, not ignored) plus the root metadata.txt into
-a throwaway git repository and packages there. Also usable by hand:
+uncommitted work. In a fresh clone the plain command works as it is
+(``qgis_plugin/metadata.txt`` is committed, a copy of the root one that
+tests/test_packaging.py keeps identical); for the tests, which must package
+the working tree as it is now, this copies the plugin's files (tracked and
+new, not ignored) into a throwaway git repository, a fresh clone of the tree,
+and runs the plain ``qgis-plugin-ci package VERSION`` there. Also usable by hand:
 
     $ .venv/bin/python tests/qgis/plugin_zip.py 0.1.0 dist/
 """
@@ -53,7 +55,6 @@ def package(version: str, out_dir: Path, root: Path = ROOT, venv: Path | None = 
         if (root / name).is_file():
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / name, stage / name)
-    shutil.copy2(root / "metadata.txt", stage / "qgis_plugin" / "metadata.txt")
     git = ["git", "-c", "user.name=mapseg packaging", "-c", "user.email=packaging@localhost"]
     for args in (["init", "-q"], ["add", "-A", "-f"], ["commit", "-q", "-m", "package"]):
         subprocess.run([*git, *args], cwd=stage, check=True, capture_output=True)
