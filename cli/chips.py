@@ -44,7 +44,7 @@ def _nodata(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
 
 
 @click.command("chips", help=_HELP)
-@click.argument("raster", type=click.Path(path_type=Path))
+@click.argument("raster")
 @click.argument("labels", type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -116,7 +116,7 @@ def _nodata(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
 @progress_option
 @verbosity
 def chips(
-    raster: Path,
+    raster: str,
     labels: Path,
     output: Path,
     as_json: bool,

@@ -17,7 +17,7 @@ $ mapseg preview ortho.tif buildings.gpkg -o preview.png --max-size 1000
 
 
 @click.command("preview", help=_HELP)
-@click.argument("raster", type=click.Path(path_type=Path))
+@click.argument("raster")
 @click.argument("vectors", type=click.Path(path_type=Path))
 @click.option(
     "-o", "--output", required=True, type=click.Path(path_type=Path), help="PNG to write."
@@ -27,7 +27,7 @@ $ mapseg preview ortho.tif buildings.gpkg -o preview.png --max-size 1000
 @overwrite
 @verbosity
 def preview(
-    raster: Path, vectors: Path, output: Path, layer: str | None, max_size: int, overwrite: bool
+    raster: str, vectors: Path, output: Path, layer: str | None, max_size: int, overwrite: bool
 ) -> None:
     from mapseg_core.atomic import check_output
     from mapseg_core.preview import render_preview

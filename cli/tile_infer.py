@@ -30,7 +30,7 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 
 
 @click.command("tile-infer")
-@click.argument("rasters", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("rasters", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
@@ -125,7 +125,7 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @verbosity
 def tile_infer(
-    rasters: tuple[Path, ...],
+    rasters: tuple[str, ...],
     output: Path,
     model: Path | None,
     progress_mode: str,

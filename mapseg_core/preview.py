@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mapseg_core.atomic import write_bytes
-from mapseg_core.errors import InputFileNotFound, RasterError
+from mapseg_core.errors import InputFileNotFound
 
 #: Outline colour of the buildings (matplotlib colour).
 OUTLINE = "#ffcc00"
@@ -83,16 +83,13 @@ def render_preview(
         InputFileNotFound, RasterError: unreadable inputs.
     """
     import pyogrio
-    import rasterio
     from rasterio.enums import Resampling
 
-    for path in (raster, vectors):
-        if not Path(path).is_file():
-            raise InputFileNotFound(f"{path} not found; pass an existing file")
-    try:
-        src = rasterio.open(raster)
-    except rasterio.errors.RasterioIOError:
-        raise RasterError(f"{raster} is not a readable raster; pass a GeoTIFF") from None
+    from mapseg_core.raster import open_raster
+
+    if not Path(vectors).is_file():
+        raise InputFileNotFound(f"{vectors} not found; pass an existing file")
+    src = open_raster(raster)
     with src:
         scale = max(src.width, src.height) / max_size
         scale = max(scale, 1.0)

@@ -669,7 +669,7 @@ def make_chips(
         raise InputFileNotFound(f"labels {labels_path} not found; check the path")
     check_output_dir(target, overwrite)
     notes: list[str] = []
-    with open_raster(raster_path) as src:
+    with open_raster(os.fspath(raster)) as src:  # a /vsicurl/ URL must keep its "//"
         if src.crs is None or not src.crs.to_wkt():
             raise RasterError(
                 f"raster {raster_path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs "

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 
 from mapseg_core.errors import InputFileNotFound
+from mapseg_core.raster import is_gdal_path
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -24,7 +25,8 @@ def expand_rasters(items: Sequence[str | os.PathLike[str]]) -> list[str]:
     """Raster paths with glob patterns expanded (sorted, duplicates dropped, order kept).
 
     An item that exists as a file is taken as it is even if its name holds
-    glob characters; GDAL virtual paths (``/vsi...``) are passed through.
+    glob characters; GDAL virtual paths (``/vsi...``) and connection strings
+    (``GPKG:file.gpkg:table``) are passed through.
 
     Raises:
         InputFileNotFound: a pattern matches no file.
@@ -33,7 +35,7 @@ def expand_rasters(items: Sequence[str | os.PathLike[str]]) -> list[str]:
     seen: set[str] = set()
     for item in items:
         text = os.fspath(item)
-        if text.startswith("/vsi") or os.path.exists(text) or not _GLOB_CHARS & set(text):
+        if is_gdal_path(text) or os.path.exists(text) or not _GLOB_CHARS & set(text):
             matches = [text]
         else:
             matches = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
