@@ -95,8 +95,29 @@ def _strip_optimizer(model: Any) -> Any:
     return clone
 
 
+def metadata_from_config(config: Any) -> dict[str, Any]:
+    """The metadata fields a :class:`~mapseg_core.config.RunConfig` decides.
+
+    Used for the final ``model.keras`` of a run and for its checkpoints
+    (``best.keras``, ``last.keras``), which Keras writes without ``mapseg.json``.
+    """
+    return {
+        "preset": config.preset,
+        "config": config.to_dict(),
+        "input_size": list(config.model.input_size),
+        "bands": config.model.bands,
+        "gsd": config.train.gsd,
+        "receptive_margin": max(16, config.model.input_size[0] // 8),
+    }
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Metadata of a mapseg model file, without loading Keras.
+
+    A run's checkpoints (``best.keras``, ``last.keras``: plain Keras archives)
+    take the metadata of the run they are in: its ``model.keras`` when training
+    has finished, otherwise what its ``config.json`` decides; ``checkpoint``
+    then names the file and ``metrics`` are dropped (they belong to other weights).
 
     Raises:
         ModelError: the file is missing, not a zip, or not a mapseg model.
@@ -106,11 +127,19 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelError(f"model file {path} not found; pass --model PATH to a mapseg .keras file")
     try:
         with zipfile.ZipFile(path) as zf:
-            raw = zf.read(METADATA_MEMBER)
-    except (zipfile.BadZipFile, KeyError, OSError):
+            names = set(zf.namelist())
+            raw = zf.read(METADATA_MEMBER) if METADATA_MEMBER in names else None
+    except (zipfile.BadZipFile, OSError):
         raise ModelError(
             f"{path} is not a mapseg model file (expected a .keras file written by mapseg train)"
         ) from None
+    if raw is None:
+        if "config.json" in names and (path.parent / "run.json").is_file():
+            return _checkpoint_metadata(path)
+        raise ModelError(
+            f"{path} is not a mapseg model file (a Keras file without mapseg metadata); pass "
+            "one written by mapseg train (RUN_DIR/model.keras, best.keras or last.keras)"
+        )
     try:
         meta = json.loads(raw)
     except ValueError:
@@ -122,6 +151,27 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} was written by a newer mapseg ({meta.get('mapseg_version')}); upgrade mapseg"
         )
     return {**DEFAULT_METADATA, **meta}
+
+
+def _checkpoint_metadata(path: Path) -> dict[str, Any]:
+    """Metadata for a Keras checkpoint inside a mapseg run directory."""
+    final = path.parent / "model.keras"
+    if final.is_file() and final.resolve() != path.resolve():
+        meta = read_metadata(final)
+    else:
+        from mapseg_core.config import RunConfig
+
+        try:
+            config = RunConfig.from_dict(json.loads((path.parent / "config.json").read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ModelError(
+                f"{path} is a checkpoint of a run whose config.json cannot be read ({exc}); "
+                f"pass {path.parent / 'model.keras'} or finish the run with mapseg train --resume"
+            ) from None
+        meta = {**DEFAULT_METADATA, **metadata_from_config(config), "format": FORMAT}
+    meta = {k: v for k, v in meta.items() if k != "metrics"}
+    meta["checkpoint"] = path.name
+    return meta
 
 
 def load_artifact(

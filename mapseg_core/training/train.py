@@ -324,7 +324,7 @@ def _write_outputs(
     test_sequence: Any,
     steps: int,
 ) -> Path:
-    from mapseg_core.models.artifact import save_artifact
+    from mapseg_core.models.artifact import metadata_from_config, save_artifact
     from mapseg_core.training import report as rpt
     from mapseg_core.training.schedules import learning_rate_curve
 
@@ -351,13 +351,8 @@ def _write_outputs(
         "test": len(splits.test),
     }
     metadata = {
-        "preset": config.preset,
-        "config": config.to_dict(),
-        "input_size": list(config.model.input_size),
-        "bands": config.model.bands,
+        **metadata_from_config(config),
         "class_names": [c["name"] for c in summary.get("categories", [])][:1] or ["building"],
-        "gsd": tcfg.gsd,
-        "receptive_margin": max(16, config.model.input_size[0] // 8),
         "training_data": summary,
         "metrics": results,
         "epochs_done": state["epochs_done"],

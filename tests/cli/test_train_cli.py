@@ -293,3 +293,49 @@ def test_seed_b4_one_epoch_on_crowdai(tmp_path, shared_data):
     )
     assert table.exit_code == 0, table.stderr
     assert "Dice Coefficient" in table.output and "test" in table.output
+
+
+def test_a_runs_checkpoints_work_as_model(tmp_path, trained, scene_raster):
+    """best.keras and last.keras (plain Keras checkpoints) run in tile-infer like model.keras."""
+    import shutil
+
+    import geopandas as gpd
+
+    raster, _ = scene_raster
+    outputs = {}
+    for name in ("model.keras", "best.keras", "last.keras"):
+        out = tmp_path / f"{name}.gpkg"
+        args = ["tile-infer", str(raster), "-o", str(out), "--model", str(trained / name)]
+        result = CliRunner().invoke(cli, [*args, "--progress", "none"])
+        assert result.exit_code == 0, result.output + result.stderr
+        outputs[name] = sorted(g.wkb for g in gpd.read_file(out).geometry)
+    # One epoch: the last weights are the best ones, and model.keras holds them.
+    assert outputs["best.keras"] == outputs["model.keras"] == outputs["last.keras"]
+    # A run still training has no model.keras: its config.json describes the checkpoint.
+    running = tmp_path / "running"
+    shutil.copytree(trained, running)
+    (running / "model.keras").unlink()
+    out = tmp_path / "running.gpkg"
+    args = ["tile-infer", str(raster), "-o", str(out), "--model", str(running / "best.keras")]
+    result = CliRunner().invoke(cli, [*args, "--progress", "none"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert sorted(g.wkb for g in gpd.read_file(out).geometry) == outputs["model.keras"]
+
+
+def test_a_keras_file_outside_a_run_is_refused_with_the_fix(tmp_path, trained):
+    import shutil
+
+    lone = tmp_path / "lone.keras"
+    shutil.copy(trained / "best.keras", lone)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "tile-infer",
+            str(tmp_path / "x.tif"),
+            "-o",
+            str(tmp_path / "o.gpkg"),
+            "--model",
+            str(lone),
+        ],
+    )
+    _one_line_error(result, "without mapseg metadata", "best.keras")
