@@ -308,7 +308,7 @@ def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
 
     ``config`` should have gone through :func:`~mapseg_core.vectorize.pipeline.model_polish`
     (unset options from the model); the simplification tolerance defaults to
-    ``simplify_px`` pixels of the grid the model runs on (its GSD).
+    ``simplify_px`` pixels of the coarser of the raster's and the model's GSD.
     """
     return outline_options(
         {
@@ -318,7 +318,7 @@ def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
             "min_area": config.min_area,
         },
         plan.metres,
-        plan.work_gsd,
+        max(plan.gsd, plan.work_gsd),
     )
 
 

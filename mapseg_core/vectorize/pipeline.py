@@ -141,12 +141,15 @@ def polish_options(
         polish_config: ``outline``, ``simplify`` (metres, or None: ``simplify_px``
             pixels of ``work_gsd``) and ``min_area`` (square metres).
         metres_per_unit: metres per CRS unit along x and y.
-        work_gsd: metres per pixel of the grid the model ran on.
+        work_gsd: metres per pixel of the outlines' real resolution: the coarser of
+            the raster's and the model's GSD (a 1 m raster run at 0.3 m still has
+            1 m detail; its staircases are 1 m steps, smoothed).
     """
     outline = polish_config.get("outline") or DEFAULT_POLISH["outline"]
     simplify = polish_config.get("simplify")
     if simplify is None:
-        simplify = float(polish_config.get("simplify_px", DEFAULT_POLISH["simplify_px"])) * work_gsd
+        px = float(polish_config.get("simplify_px", DEFAULT_POLISH["simplify_px"]))
+        simplify = px * work_gsd
     min_area = polish_config.get("min_area")
     return PolishOptions(
         min_area_m2=float(DEFAULT_POLISH["min_area_m2"] if min_area is None else min_area),

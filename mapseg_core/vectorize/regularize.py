@@ -99,6 +99,7 @@ def _regularize_ring(
     theta: float,
     tolerance: float,
     angle_tolerance: float,
+    corner_cut: float,
 ) -> tuple[NDArray[np.float64] | None, float]:
     """Snapped ring of a simplified ring (both closed), and the share of its length snapped."""
     pts = simple[:-1]
@@ -137,6 +138,8 @@ def _regularize_ring(
             normal = np.array([-u[1], u[0]])
             offset = float(np.mean(span @ normal)) if len(span) > 2 else float(np.dot(p, normal))
             snapped_length += length
+        elif length < corner_cut:
+            continue  # a rounded corner cut diagonally: the corner is where its neighbours meet
         else:
             kind, u = -1, d / length
             normal = np.array([-u[1], u[0]])
@@ -195,10 +198,11 @@ def clean_outline(
     *,
     regularize: bool = True,
     metres_per_unit: tuple[float, float] = (1.0, 1.0),
-    angle_tolerance: float = 15.0,
+    angle_tolerance: float = 30.0,
     min_iou: float = 0.75,
-    min_rectilinear: float = 0.6,
+    min_rectilinear: float = 0.0,
     min_hole_area: float = 0.0,
+    corner_cut: float = 3.0,
 ) -> Polygon:
     """The outline an analyst would draw for a pixel-exact ``polygon`` (see the module docstring).
 
@@ -214,6 +218,9 @@ def clean_outline(
         min_rectilinear: smallest share of the simplified outline's length
             near the two directions for a building to count as rectilinear.
         min_hole_area: holes smaller than this (square metres) are dropped.
+        corner_cut: edges off the two directions shorter than this many
+            tolerances are rounded corners; they are dropped and the corner
+            rebuilt from its neighbours.
 
     Returns:
         A valid polygon in CRS units; the input (made valid) when it is empty.
@@ -231,14 +238,21 @@ def clean_outline(
     if regularize and tolerance > 0:
         shell_raw = np.asarray(local.exterior.coords, dtype=np.float64)
         shell_simple = np.asarray(simple.exterior.coords, dtype=np.float64)
-        theta = dominant_direction(shell_simple, angle_tolerance)
-        shell, share = _regularize_ring(shell_simple, shell_raw, theta, tolerance, angle_tolerance)
+        theta = dominant_direction(shell_simple, min(angle_tolerance, 15.0))
+        shell, share = _regularize_ring(
+            shell_simple, shell_raw, theta, tolerance, angle_tolerance, corner_cut * tolerance
+        )
         if shell is not None and share >= min_rectilinear:
             rings = []
             for ring in simple.interiors:
                 hole_simple = np.asarray(ring.coords, dtype=np.float64)
                 hole, _ = _regularize_ring(
-                    hole_simple, hole_simple, theta, tolerance, angle_tolerance
+                    hole_simple,
+                    hole_simple,
+                    theta,
+                    tolerance,
+                    angle_tolerance,
+                    corner_cut * tolerance,
                 )
                 rings.append(hole if hole is not None else hole_simple)
             squared = _largest(Polygon(shell, rings))
