@@ -393,6 +393,11 @@ def to_world(geometry: Polygon, transform: Affine) -> Polygon:
     return shapely.transform(geometry, apply)
 
 
+#: Simplification tolerance of ``regularize`` without ``simplify``, pixels: a staircase is
+#: up to one pixel diagonal (1.41 px) off the edge it samples.
+REGULARIZE_TOLERANCE_PX = 1.5
+
+
 @dataclass(frozen=True)
 class PolishOptions:
     """Post-processing of finished buildings (lengths and areas in metres on the ground)."""
@@ -402,7 +407,7 @@ class PolishOptions:
     # Douglas-Peucker tolerance in metres (0 without regularize: pixel-exact outlines).
     simplify: float = 0.0
     # Square the corners of rectilinear buildings (see regularize.py); with simplify 0
-    # the tolerance is one pixel, so the flag works on its own.
+    # the tolerance is REGULARIZE_TOLERANCE_PX pixels, so the flag works on its own.
     regularize: bool = False
     # Metres per CRS unit along x and y (1 for metre CRSs; the ground scale for degrees).
     metres_per_unit: tuple[float, float] = (1.0, 1.0)
@@ -428,7 +433,7 @@ def polish(
         return [], area
     geom = to_world(building.geometry, transform)
     if options.simplify > 0 or options.regularize:
-        tolerance = options.simplify if options.simplify > 0 else math.sqrt(pixel_area_m2)
+        tolerance = options.simplify or REGULARIZE_TOLERANCE_PX * math.sqrt(pixel_area_m2)
         geom = clean_outline(
             geom,
             tolerance,
