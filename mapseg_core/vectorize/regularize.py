@@ -171,9 +171,9 @@ def _regularize_ring(
         if abs(det) < math.sin(math.radians(10)):
             corners.append(a[4])  # nearly parallel: keep the shared vertex
             continue
-        # Solve na . x = a.offset, nb . x = b.offset.
-        m = np.array([na, nb])
-        x = np.linalg.solve(m, np.array([a[2], b[2]]))
+        # Solve na . x = a.offset, nb . x = b.offset (Cramer's rule).
+        den = na[0] * nb[1] - na[1] * nb[0]
+        x = np.array([(a[2] * nb[1] - na[1] * b[2]) / den, (na[0] * b[2] - a[2] * nb[0]) / den])
         if np.hypot(*(x - a[4])) > 4 * tolerance + 0.5 * max(a[3], b[3]):
             x = a[4]
         corners.append(x)
@@ -182,14 +182,17 @@ def _regularize_ring(
 
 
 def _largest(geom: shapely.Geometry) -> Polygon | None:
+    if geom.geom_type == "Polygon" and geom.is_valid:
+        return geom if geom.area > 0 else None
     parts = [p for p in shapely.get_parts(shapely.make_valid(geom)) if p.geom_type == "Polygon"]
     parts = [p for p in parts if not p.is_empty and p.area > 0]
     return max(parts, key=lambda p: p.area) if parts else None
 
 
 def _iou(a: Polygon, b: Polygon) -> float:
-    union = shapely.area(shapely.union(a, b))
-    return float(shapely.area(shapely.intersection(a, b)) / union) if union else 0.0
+    inter = shapely.area(shapely.intersection(a, b))
+    union = a.area + b.area - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def clean_outline(

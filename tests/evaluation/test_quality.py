@@ -104,7 +104,12 @@ def test_sums_pool_exactly():
     a, _ = _score([SQUARE], [SQUARE])
     one = image_quality([SQUARE], [SQUARE], [(0, 0)], [1.0], mask_iou=1, boundary_iou=1, mta_step=2)
     two = image_quality(
-        [affinity.translate(SQUARE, 50, 0)], [SQUARE], [], [], mask_iou=1 / 3, boundary_iou=0.1,
+        [affinity.translate(SQUARE, 50, 0)],
+        [SQUARE],
+        [],
+        [],
+        mask_iou=1 / 3,
+        boundary_iou=0.1,
         mta_step=2,
     )
     pooled = (one + two).figures("px")
