@@ -80,18 +80,21 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 @click.option(
     "--min-area",
     type=float,
-    default=2.0,
-    show_default=True,
-    help="Drop buildings smaller than this, square metres.",
+    help="Drop buildings smaller than this, square metres (default: the model's, 2).",
+)
+@click.option(
+    "--outline",
+    type=click.Choice(["clean", "simple", "pixel"]),
+    help="Building outlines: clean (simplified, right angles where the building has them), "
+    "simple (simplified only), pixel (pixel-exact). Default: the model's (clean). "
+    "$ mapseg tile-infer ortho.tif -o out.gpkg --outline pixel",
 )
 @click.option(
     "--simplify",
     type=float,
-    default=0.0,
-    show_default=True,
-    help="Simplification tolerance in metres (0: pixel-exact).",
+    help="Simplification tolerance in metres (default: the model's, 1.5 pixels of its GSD).",
 )
-@click.option("--regularize", is_flag=True, help="Square building corners.")
+@click.option("--regularize", is_flag=True, help="Same as --outline clean (older flag).")
 @click.option("--layer", default="buildings", show_default=True, help="Output layer name.")
 @click.option("--crs", help="Output CRS (default: the first raster's).")
 @click.option(
@@ -142,10 +145,16 @@ def tile_infer(
     \b
     $ mapseg tile-infer ortho.tif -o buildings.gpkg
     $ mapseg tile-infer ortho.tif -o buildings.gpkg --model run/model.keras
-    $ mapseg tile-infer a.tif b.tif -o out.gpkg --model m.keras --simplify 0.5 --regularize
+    $ mapseg tile-infer a.tif b.tif -o out.gpkg --model m.keras --simplify 0.5
+    $ mapseg tile-infer ortho.tif -o pixels.gpkg --outline pixel
     $ mapseg tile-infer mass.tif -o out.gpkg --model m.keras --nodata none --progress json
     $ mapseg tile-infer 'tiles/*.tif' -o out.gpkg --model m.keras --workers 4 --job-dir job
     $ mapseg tile-infer mosaic.vrt -o out.gpkg --model m.keras --dask tcp://head:8786 --job-dir job
+
+    Outlines are clean by default (simplified by 1.5 pixels of the model's GSD,
+    right angles where the building is rectilinear, any orientation); the
+    model file can carry other defaults. --outline pixel gives the mask's
+    pixel-exact outlines.
 
     With --job-dir, a killed run continues when the same command is run again.
     Exit code 4: some blocks failed twice; they are named, the rest is written.

@@ -285,11 +285,17 @@ class TileConfig:
     normalization: Literal["auto", "percentile", "none"] = "auto"
     # Low and high percentile of the per-raster stretch.
     percentiles: tuple[float, float] = (2.0, 98.0)
-    # Buildings smaller than this (square metres) are dropped.
-    min_area: float = 2.0
-    # Simplification tolerance in metres (0: pixel-exact outlines).
-    simplify: float = 0.0
-    # Square building corners (orthogonal regularization).
+    # Buildings smaller than this (square metres) are dropped (None: the model's, 2.0 by default).
+    min_area: float | None = None
+    # Outline style: "clean" (simplified, right angles where the building has them), "simple"
+    # (simplified only) or "pixel" (pixel-exact); None: the model's ("clean" by default).
+    outline: Literal["clean", "simple", "pixel"] | None = None
+    # Simplification tolerance in metres (None: simplify_px pixels of the model's grid).
+    simplify: float | None = None
+    # Tolerance in pixels of the grid the model runs on, used when simplify is None
+    # (set from the model's metadata by tile-infer).
+    simplify_px: float = 1.5
+    # Older flag, same as outline="clean".
     regularize: bool = False
     # Output layer name.
     layer: str = "buildings"
@@ -309,8 +315,14 @@ class TileConfig:
             raise ConfigError(f"overlap must be 0 or more pixels, got {self.overlap}")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.min_area < 0 or self.simplify < 0:
+        if (self.min_area or 0) < 0 or (self.simplify or 0) < 0 or self.simplify_px < 0:
             raise ConfigError("min_area and simplify must be 0 or more (metres)")
+        if self.outline not in (None, "clean", "simple", "pixel"):
+            raise ConfigError(f"unknown outline {self.outline!r}; use clean, simple or pixel")
+        if self.outline == "pixel" and (self.regularize or self.simplify):
+            raise ConfigError(
+                "--outline pixel keeps pixel-exact outlines; drop --simplify / --regularize"
+            )
         if isinstance(self.gsd, float | int) and self.gsd <= 0:
             raise ConfigError(f"gsd must be positive metres per pixel, got {self.gsd}")
         if self.bands is not None and (not self.bands or min(self.bands) < 1):

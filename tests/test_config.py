@@ -65,3 +65,23 @@ def test_round_trip_through_dict():
     cfg = make_config("b0", epochs=3, category_ids=(100,))
     again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
+
+
+def test_outline_options_are_checked_and_filled_from_the_model():
+    import pytest as _pytest
+
+    from mapseg_core.config import TileConfig
+    from mapseg_core.errors import ConfigError
+    from mapseg_core.vectorize.pipeline import model_polish
+
+    with _pytest.raises(ConfigError, match="--outline pixel"):
+        TileConfig(outline="pixel", simplify=1.0)
+    with _pytest.raises(ConfigError, match="unknown outline"):
+        TileConfig(outline="round")  # type: ignore[arg-type]
+    filled = model_polish(TileConfig(), {"polish": {"outline": "simple", "min_area_m2": 9.0}})
+    assert filled.outline == "simple" and filled.min_area == 9.0 and filled.simplify_px == 1.5
+    assert model_polish(TileConfig(), {}).outline == "clean"  # models without polish: clean
+    assert model_polish(TileConfig(regularize=True), {"polish": {"outline": "pixel"}}).outline == (
+        "clean"
+    )
+    assert model_polish(TileConfig(outline="pixel"), {}).outline == "pixel"

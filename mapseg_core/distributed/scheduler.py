@@ -70,6 +70,7 @@ from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadat
 from mapseg_core.progress import Reporter, null_reporter, progress_event
 from mapseg_core.raster import parse_crs
 from mapseg_core.vectorize.gpkg import GpkgWriter
+from mapseg_core.vectorize.pipeline import model_polish
 from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger
 
 #: One unit of work: raster number, its plan, one of its blocks.
@@ -172,6 +173,7 @@ class _Job:
             raise ConfigError("no raster given; pass one or more GeoTIFF files")
         self.output = check_output(output, config.overwrite)
         self.metadata = read_metadata(model)
+        self.config = config = model_polish(config, self.metadata)
         self.plans: list[RasterPlan] = []
         for path in paths:
             plan, notes = plan_raster(_absolute(path), self.metadata, config)

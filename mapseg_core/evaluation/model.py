@@ -2,10 +2,19 @@
 
 Each image goes through the training pipeline's own resizing
 (:func:`mapseg_core.data.pipeline.prepare_sample`), the model, and back to the
-image size (:func:`mapseg_core.evaluation.predictions.to_image_size`);
-buildings are the connected components of the thresholded probabilities with
-their mean probability as ``score``. Ground truth is every annotation of the
-model's categories on the image, merged into one category "building".
+image size (:func:`mapseg_core.evaluation.predictions.to_image_size`). The
+buildings scored are **the polygons tile-infer would write** for that
+probability map: :func:`mapseg_core.vectorize.pipeline.polygons_from_probability`
+with the model's outline defaults (min area, simplification, regularization;
+an image pixel counts as the model's GSD), each polygon rasterised back on
+the image grid (pixel-centre rule) as an RLE mask for pycocotools, with the
+building's mean probability as ``score``. Ground truth is every annotation
+of the model's categories on the image, merged into one category "building".
+
+Polygon quality (:mod:`mapseg_core.evaluation.quality`) is computed per image
+on the same polygons: mask and boundary IoU on the image grid, C-IoU, N-ratio
+(reference vertices from the COCO polygons; RLE annotations count their pixel
+outline), PoLiS in pixels and MTA sampled every 2 px.
 """
 
 from __future__ import annotations
@@ -19,7 +28,11 @@ import numpy as np
 
 from mapseg_core.data.coco import CocoDataset
 from mapseg_core.evaluation.polygons import MatchResult, add_matches, coco_ap, match_masks
-from mapseg_core.evaluation.predictions import instances, to_image_size
+from mapseg_core.evaluation.predictions import to_image_size
+from mapseg_core.evaluation.quality import QUALITY_KEYS, QualitySums, image_quality, mask_ious
+
+#: Contour sampling step of MTA on images, pixels (FFL's 2 px).
+MTA_STEP_PX = 2.0
 
 #: Keys the polygon metrics add to a split's results, in table order.
 POLYGON_KEYS: tuple[str, ...] = (
@@ -30,6 +43,7 @@ POLYGON_KEYS: tuple[str, ...] = (
     "F1@0.5",
     "precision@0.5",
     "recall@0.5",
+    *(k if k != "PoLiS" else "PoLiS_px" for k in QUALITY_KEYS),
 )
 
 
@@ -42,11 +56,19 @@ def predict_instances(
     output: str = "logits",
     threshold: float = 0.5,
     batch_size: int = 8,
+    metadata: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO results (``image_id``, ``category_id`` 1, RLE ``segmentation``, ``score``)."""
+    """COCO results of the polygons tile-infer would write for each image.
+
+    Each result has ``image_id``, ``category_id`` 1, RLE ``segmentation``,
+    ``score``, ``area`` and ``geometry`` (the polygon in pixel coordinates;
+    drop it before handing results to pycocotools). ``metadata`` (the model
+    file's) gives the outline defaults and the GSD.
+    """
     from mapseg_core.data.pipeline import prepare_sample
     from mapseg_core.inference.stitch import to_probability
 
+    options = image_polish_options(metadata or {})
     results: list[dict[str, Any]] = []
     ids = [int(i) for i in image_ids]
     for start in range(0, len(ids), batch_size):
@@ -62,9 +84,54 @@ def predict_instances(
         prob = to_probability(raw.reshape(raw.shape[:3]), output)  # type: ignore[arg-type]
         for image_id, shape, p in zip(batch_ids, shapes, prob, strict=True):
             full = to_image_size(p, shape, resize_mode)
-            for inst in instances(full, threshold):
+            for inst in polygon_instances(full, threshold, options):
                 results.append({"image_id": image_id, "category_id": 1, **inst})
     return results
+
+
+def image_polish_options(metadata: dict[str, Any]) -> Any:
+    """The model's outline options for an image in pixel coordinates (1 px = the model's GSD)."""
+    from mapseg_core.config import TileConfig
+    from mapseg_core.vectorize.pipeline import model_polish, polish_options
+
+    gsd = float(metadata.get("gsd", 0.3))
+    config = model_polish(TileConfig(), metadata)
+    return polish_options(
+        {
+            "outline": config.outline,
+            "simplify": config.simplify,
+            "simplify_px": config.simplify_px,
+            "min_area": config.min_area,
+        },
+        (gsd, gsd),
+        gsd,
+    )
+
+
+def polygon_instances(prob: np.ndarray, threshold: float, options: Any) -> list[dict[str, Any]]:
+    """Tile-infer's polygons of one probability map as RLE instances (see the module docstring)."""
+    import rasterio.features
+    from affine import Affine
+    from pycocotools import mask as mask_utils
+
+    from mapseg_core.vectorize.pipeline import polygons_from_probability
+
+    out: list[dict[str, Any]] = []
+    for feature in polygons_from_probability(prob, Affine.identity(), options, threshold):
+        full = rasterio.features.rasterize([feature.geometry], out_shape=prob.shape, dtype="uint8")
+        area = int(full.sum())
+        if area == 0:
+            continue
+        rle = mask_utils.encode(np.asfortranarray(full))
+        out.append(
+            {
+                "segmentation": {"size": list(prob.shape), "counts": rle["counts"].decode("ascii")},
+                "score": feature.score,
+                "area": float(area),
+                "geometry": feature.geometry,
+            }
+        )
+    return out
 
 
 def ground_truth(dataset: CocoDataset, image_ids: Sequence[int]) -> dict[str, Any]:
@@ -97,25 +164,46 @@ def polygon_scores(
     ``iscrowd`` ground-truth regions are not buildings to find and are left
     out of the F1 references (COCOeval ignores them likewise).
     """
+    from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
-    ap = coco_ap(truth, predictions, max_detections=max_detections)
+    ap = coco_ap(
+        truth,
+        [{k: v for k, v in p.items() if k != "geometry"} for p in predictions],
+        max_detections=max_detections,
+    )
     index = COCO()
     index.dataset = truth
     with contextlib.redirect_stdout(io.StringIO()):
         index.createIndex()
     by_image: dict[int, list[dict[str, Any]]] = {}
     for p in predictions:
-        by_image.setdefault(int(p["image_id"]), []).append(p["segmentation"])
+        by_image.setdefault(int(p["image_id"]), []).append(p)
     per_image = []
+    quality = QualitySums()
     for info in truth["images"]:
         image_id = int(info["id"])
-        refs = [
-            index.annToRLE(a)
-            for a in index.loadAnns(index.getAnnIds(imgIds=[image_id]))
-            if not a.get("iscrowd", 0)
+        anns = [
+            a for a in index.loadAnns(index.getAnnIds(imgIds=[image_id])) if not a.get("iscrowd", 0)
         ]
-        per_image.append(match_masks(by_image.get(image_id, []), refs, iou))
+        refs = [index.annToRLE(a) for a in anns]
+        preds = by_image.get(image_id, [])
+        match = match_masks([p["segmentation"] for p in preds], refs, iou)
+        per_image.append(match)
+        shape = (int(info["height"]), int(info["width"]))
+        pred_mask = _union_mask([p["segmentation"] for p in preds], shape, mask_utils)
+        ref_mask = _union_mask(refs, shape, mask_utils)
+        m_iou, b_iou = mask_ious(pred_mask, ref_mask)
+        if all("geometry" in p for p in preds):
+            quality = quality + image_quality(
+                [p["geometry"] for p in preds],
+                [_annotation_polygon(a, index, mask_utils) for a in anns],
+                match.pairs,
+                match.ious,
+                mask_iou=m_iou,
+                boundary_iou=b_iou,
+                mta_step=MTA_STEP_PX,
+            )
     pooled = add_matches(per_image)
     figures = {
         **ap,
@@ -125,7 +213,38 @@ def polygon_scores(
         "buildings_predicted": float(pooled.tp + pooled.fp),
         "buildings_reference": float(pooled.tp + pooled.fn),
     }
+    if quality.images:
+        figures.update(quality.figures("px"))
     return figures, pooled
+
+
+def _union_mask(rles: Sequence[Any], shape: tuple[int, int], mask_utils: Any) -> np.ndarray:
+    if not rles:
+        return np.zeros(shape, dtype=bool)
+    return np.asarray(mask_utils.decode(mask_utils.merge(list(rles), intersect=False)), dtype=bool)
+
+
+def _annotation_polygon(ann: dict[str, Any], index: Any, mask_utils: Any) -> Any:
+    """A reference annotation as a (multi)polygon: its COCO polygons, or the RLE's pixel outline."""
+    import shapely
+
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and seg:
+        rings = [np.asarray(r, dtype=np.float64).reshape(-1, 2) for r in seg if len(r) >= 6]
+        parts = [shapely.make_valid(shapely.Polygon(r)) for r in rings]
+        polys = [g for p in parts for g in shapely.get_parts(p) if g.geom_type == "Polygon"]
+        if polys:
+            return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+    import cv2
+
+    from mapseg_core.vectorize.polygons import polygonize
+
+    mask = np.ascontiguousarray(mask_utils.decode(index.annToRLE(ann)), dtype=np.uint8)
+    _, labels = cv2.connectedComponents(mask, connectivity=4, ltype=cv2.CV_32S)
+    _, geoms = polygonize(mask, np.asarray(labels, dtype=np.int32))
+    if not geoms:
+        return shapely.Polygon()
+    return geoms[0] if len(geoms) == 1 else shapely.MultiPolygon(geoms)
 
 
 def format_polygon_table(results: dict[str, dict[str, float]]) -> str:

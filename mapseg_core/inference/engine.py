@@ -61,16 +61,9 @@ from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadat
 from mapseg_core.progress import Reporter, null_reporter, progress_event
 from mapseg_core.raster import open_raster, parse_crs
 from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
-from mapseg_core.vectorize.polygons import (
-    BlockPolygons,
-    BorderMerger,
-    Building,
-    PolishOptions,
-    mean_score,
-    pixel_area,
-    polish,
-    vectorize_block,
-)
+from mapseg_core.vectorize.pipeline import block_buildings, finished_polygons, model_polish
+from mapseg_core.vectorize.pipeline import polish_options as outline_options
+from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger, Building, PolishOptions
 
 #: GDAL block cache while tiling. GDAL's default (5 % of RAM) would keep every decoded
 #: block of a big raster; blocks are read once in row order, so a cache that holds the
@@ -311,12 +304,21 @@ def _takes_any_size(model: Any) -> bool:
 
 
 def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
-    """Min area, simplification and regularization in the raster's units, from metres."""
-    return PolishOptions(
-        min_area_m2=config.min_area,
-        simplify=config.simplify / math.sqrt(plan.metres[0] * plan.metres[1]),
-        regularize=config.regularize,
-        m2_per_unit2=plan.metres[0] * plan.metres[1],
+    """Min area, simplification and regularization in metres around each building.
+
+    ``config`` should have gone through :func:`~mapseg_core.vectorize.pipeline.model_polish`
+    (unset options from the model); the simplification tolerance defaults to
+    ``simplify_px`` pixels of the coarser of the raster's and the model's GSD.
+    """
+    return outline_options(
+        {
+            "outline": config.outline or ("clean" if config.regularize else None),
+            "simplify": config.simplify,
+            "simplify_px": config.simplify_px,
+            "min_area": config.min_area,
+        },
+        plan.metres,
+        max(plan.gsd, plan.work_gsd),
     )
 
 
@@ -587,9 +589,13 @@ def _finish(
 ) -> BlockResult:
     """Threshold and vectorize one predicted block (pure CPU work, no model, no I/O)."""
     block = prepared.block
-    mask = (prob >= plan.threshold) & prepared.inner
-    polygons = vectorize_block(
-        mask, prob, block.index, (block.row_off, block.col_off), plan.grid.n_blocks
+    polygons = block_buildings(
+        prob,
+        plan.threshold,
+        block.index,
+        (block.row_off, block.col_off),
+        plan.grid.n_blocks,
+        valid=prepared.inner,
     )
     return BlockResult(block, polygons, prob if keep_probability else None, prepared.valid_pixels)
 
@@ -774,6 +780,7 @@ def _tile_infer(
         for raster in rasters:
             check_output(_raster_target(opt, str(raster), several), config.overwrite, "the path")
     metadata = read_metadata(model)
+    config = model_polish(config, metadata)
     warnings_out: list[str] = []
 
     def warn(message: str) -> None:
@@ -870,7 +877,6 @@ def _run_raster(
     """Blocks of one raster in order, merged and written; returns its valid pixel count."""
     merger = BorderMerger()
     options = polish_options(plan, config)
-    px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
     crs = plan.crs
     keep = bool(sinks)
     blocks = list(plan.grid.blocks())
@@ -889,7 +895,7 @@ def _run_raster(
         result = _finish(plan, prepared, prob, keep)
         for sink in sinks:
             sink.write(result)
-        _write_buildings(merger.add(result.polygons), plan, writer, options, px_area_m2, crs)
+        _write_buildings(merger.add(result.polygons), plan, writer, options, crs)
         return result.valid_pixels
 
     def progress(done_here: int) -> None:
@@ -935,7 +941,7 @@ def _run_raster(
         finally:
             reader.shutdown(wait=True, cancel_futures=True)
             writer_thread.shutdown(wait=True, cancel_futures=True)
-    _write_buildings(merger.finish(), plan, writer, options, px_area_m2, crs)
+    _write_buildings(merger.finish(), plan, writer, options, crs)
     return valid
 
 
@@ -944,22 +950,14 @@ def _write_buildings(
     plan: RasterPlan,
     writer: GpkgWriter,
     options: PolishOptions,
-    px_area_m2: float,
     crs: CRS,
 ) -> None:
-    for building in buildings:
-        parts, _ = polish(building, plan.transform, px_area_m2, options)
-        score = round(mean_score(building), 4)
-        for part in parts:
-            writer.add(
-                part,
-                {
-                    "area_m2": round(part.area * options.m2_per_unit2, 3),
-                    "score": score,
-                    "source": plan.name,
-                },
-                crs,
-            )
+    for feature in finished_polygons(buildings, plan.transform, options):
+        writer.add(
+            feature.geometry,
+            {"area_m2": feature.area_m2, "score": feature.score, "source": plan.name},
+            crs,
+        )
 
 
 def write_buildings(
@@ -977,8 +975,7 @@ def write_buildings(
     ``crs`` (``plan.crs``) when calling often: parsing the WKT costs time.
     """
     options = polish_options(plan, config)
-    px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
-    _write_buildings(list(buildings), plan, writer, options, px_area_m2, crs or plan.crs)
+    _write_buildings(list(buildings), plan, writer, options, crs or plan.crs)
 
 
 __all__ = [

@@ -18,6 +18,10 @@ what a tiling engine or a colleague needs to use the model correctly:
 ``class_names``       ["building"]
 ``gsd``               ground sampling distance of the training imagery, metres per pixel
 ``receptive_margin``  pixels at a window edge whose prediction is unreliable (tiling overlap hint)
+``polish``            outline defaults the model was tuned with, used by tile-infer, evaluate and
+                      QGIS when the user sets none: ``{"outline": "clean" | "simple" | "pixel",
+                      "simplify_px": 1.5, "min_area_m2": 2.0}`` (tolerance in pixels of the
+                      coarser of the raster's and the model's GSD); files without it get these
 ``training_data``     summary: annotation file, image count, splits, categories
 ``metrics``           evaluation results by split
 ``created``           ISO timestamp
@@ -36,6 +40,7 @@ from typing import Any
 from mapseg_core import __version__
 from mapseg_core.atomic import atomic_path
 from mapseg_core.errors import ModelError, OutputError
+from mapseg_core.vectorize.pipeline import DEFAULT_POLISH
 
 FORMAT = "mapseg-model"
 FORMAT_VERSION = 1
@@ -51,6 +56,7 @@ DEFAULT_METADATA: dict[str, Any] = {
     "class_names": ["building"],
     "gsd": 0.3,
     "receptive_margin": 32,
+    "polish": DEFAULT_POLISH,
 }
 
 

@@ -31,10 +31,12 @@ def evaluate_model(
         split_file: a run's ``splits.json``; without it every annotated image
             is scored as one column ``all``.
         splits: which splits of ``split_file`` to score.
-        polygons: also score buildings as instances (connected components of
-            the thresholded prediction, see :mod:`mapseg_core.evaluation.model`):
-            COCO ``AP``, ``AP50``, ``AP75``, ``AR`` and ``F1@0.5``,
-            ``precision@0.5``, ``recall@0.5`` (SpaceNet rule) join each split's dict.
+        polygons: also score buildings as instances (the polygons tile-infer
+            would write, see :mod:`mapseg_core.evaluation.model`): COCO ``AP``,
+            ``AP50``, ``AP75``, ``AR``, ``F1@0.5``, ``precision@0.5``,
+            ``recall@0.5`` (SpaceNet rule) and the polygon-quality figures
+            (``mask_IoU``, ``boundary_IoU``, ``C-IoU``, ``matched_C-IoU``,
+            ``N-ratio``, ``PoLiS_px``, ``MTA``) join each split's dict.
 
     Raises:
         ModelError, DatasetError: unusable model or data; a split file whose
@@ -100,6 +102,7 @@ def evaluate_model(
                 output=str(meta.get("output", "logits")),
                 threshold=float(meta.get("threshold", 0.5)),
                 batch_size=batch_size,
+                metadata=meta,
             )
             figures, _ = polygon_scores(ground_truth(dataset, ids), predictions)
             results[name].update(figures)

@@ -36,7 +36,7 @@ from affine import Affine
 from numpy.typing import NDArray
 from shapely.geometry import Polygon
 
-from mapseg_core.vectorize.regularize import regularize
+from mapseg_core.vectorize.regularize import clean_outline
 
 #: Sides of a block, and the border each one lies on relative to the block index.
 SIDES: tuple[str, ...] = ("top", "bottom", "left", "right")
@@ -393,38 +393,54 @@ def to_world(geometry: Polygon, transform: Affine) -> Polygon:
     return shapely.transform(geometry, apply)
 
 
+#: Simplification tolerance of ``regularize`` without ``simplify``, pixels: a staircase is
+#: up to one pixel diagonal (1.41 px) off the edge it samples.
+REGULARIZE_TOLERANCE_PX = 1.5
+
+
 @dataclass(frozen=True)
 class PolishOptions:
-    """Post-processing of finished buildings, in the units of the output CRS."""
+    """Post-processing of finished buildings (lengths and areas in metres on the ground)."""
 
-    # Buildings smaller than this many square metres are dropped.
+    # Buildings smaller than this many square metres are dropped (holes smaller too).
     min_area_m2: float = 0.0
-    # Douglas-Peucker tolerance in CRS units (0: pixel-exact outlines).
+    # Douglas-Peucker tolerance in metres (0 without regularize: pixel-exact outlines).
     simplify: float = 0.0
-    # Square the corners (see regularize.py).
+    # Square the corners of rectilinear buildings (see regularize.py); with simplify 0
+    # the tolerance is REGULARIZE_TOLERANCE_PX pixels, so the flag works on its own.
     regularize: bool = False
-    # Square metres per square CRS unit (1 for metre CRSs; geodesic scale for degrees).
-    m2_per_unit2: float = 1.0
+    # Metres per CRS unit along x and y (1 for metre CRSs; the ground scale for degrees).
+    metres_per_unit: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def m2_per_unit2(self) -> float:
+        """Square metres per square CRS unit."""
+        return self.metres_per_unit[0] * self.metres_per_unit[1]
 
 
 def polish(
     building: Building, transform: Affine, pixel_area_m2: float, options: PolishOptions
 ) -> tuple[list[Polygon], float]:
-    """World polygons of a building after min-area, simplify, regularize.
+    """World polygons of a building after min-area, simplify, regularize; always valid.
 
     Returns ``([], area)`` when the building is below ``min_area_m2``; the area
     test uses the exact pixel count, so it does not depend on simplification.
-    Simplification keeps topology (no self-intersection, holes stay inside);
-    a result split into parts is returned part by part.
+    Cleaning (:func:`~mapseg_core.vectorize.regularize.clean_outline`) works in
+    metres around the building, never in degrees.
     """
     area = building.pixels * pixel_area_m2
     if area < options.min_area_m2:
         return [], area
     geom = to_world(building.geometry, transform)
-    if options.simplify > 0:
-        geom = shapely.simplify(geom, options.simplify, preserve_topology=True)
-    if options.regularize:
-        geom = regularize(geom)
+    if options.simplify > 0 or options.regularize:
+        tolerance = options.simplify or REGULARIZE_TOLERANCE_PX * math.sqrt(pixel_area_m2)
+        geom = clean_outline(
+            geom,
+            tolerance,
+            regularize=options.regularize,
+            metres_per_unit=options.metres_per_unit,
+            min_hole_area=options.min_area_m2,
+        )
     parts = [g for g in shapely.get_parts(shapely.make_valid(geom)) if g.geom_type == "Polygon"]
     parts = [g for g in parts if not g.is_empty and g.area > 0]
     return parts, area

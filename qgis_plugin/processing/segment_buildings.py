@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -37,7 +38,8 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
         "The mapseg engine runs in a separate process (mapseg tile-infer); set its path in "
         "Processing options → Providers → mapseg, or run “Set up mapseg engine”.<br>"
         "<b>Block size</b>, <b>overlap</b>, <b>threshold</b>, <b>minimum area</b>, "
-        "<b>simplify</b> and <b>regularize</b> are the options of mapseg tile-infer; "
+        "<b>outlines</b>, <b>simplify</b> and <b>regularize</b> are the options of mapseg "
+        "tile-infer; "
         "empty optional values mean the model's own setting. The overlap is cropped at each "
         "model-window side, so tiles join without seams."
     )
@@ -51,6 +53,14 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
     MIN_AREA = "MIN_AREA"
     SIMPLIFY = "SIMPLIFY"
     REGULARIZE = "REGULARIZE"
+    OUTLINE = "OUTLINE"
+    #: OUTLINE choices, in the order of mapseg tile-infer --outline.
+    OUTLINES = ("clean", "simple", "pixel")
+    OUTLINE_LABELS = (
+        "clean (simplified, right angles)",
+        "simple (simplified only)",
+        "pixel (pixel-exact)",
+    )
     NODATA = "NODATA"
     GSD = "GSD"
     BATCH_SIZE = "BATCH_SIZE"
@@ -109,24 +119,34 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.MIN_AREA,
-                self.tr("Minimum building area (m²)"),
+                self.tr("Minimum building area (m²; empty: the model's)"),
                 type=QgsProcessingParameterNumber.Double,
-                defaultValue=2.0,
+                optional=True,
                 minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.OUTLINE,
+                self.tr("Outlines (empty: the model's, clean)"),
+                options=[self.tr(label) for label in self.OUTLINE_LABELS],
+                optional=True,
+                allowMultiple=False,
+                defaultValue=None,
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.SIMPLIFY,
-                self.tr("Simplify tolerance (m; 0: pixel-exact outlines)"),
+                self.tr("Simplify tolerance (m; empty: the model's, 1.5 pixels of its GSD)"),
                 type=QgsProcessingParameterNumber.Double,
-                defaultValue=0.0,
+                optional=True,
                 minValue=0.0,
             )
         )
         self.addParameter(
             QgsProcessingParameterBoolean(
-                self.REGULARIZE, self.tr("Regularize (square building corners)"), False
+                self.REGULARIZE, self.tr("Regularize (same as clean outlines)"), False
             )
         )
         advanced = [
@@ -224,9 +244,15 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
         args = [
             "--block-size", str(self.parameterAsInt(parameters, self.BLOCK_SIZE, context)),
             "--batch-size", str(self.parameterAsInt(parameters, self.BATCH_SIZE, context)),
-            "--min-area", repr(self.parameterAsDouble(parameters, self.MIN_AREA, context)),
-            "--simplify", repr(self.parameterAsDouble(parameters, self.SIMPLIFY, context)),
         ]
+        # Outline options left empty are not passed: the engine takes the model's, so QGIS
+        # writes the polygons the CLI and Python write for the same model.
+        for key, option in ((self.MIN_AREA, "--min-area"), (self.SIMPLIFY, "--simplify")):
+            if _given(parameters, key):
+                args += [option, repr(self.parameterAsDouble(parameters, key, context))]
+        if _given(parameters, self.OUTLINE):
+            choice = self.parameterAsEnum(parameters, self.OUTLINE, context)
+            args += ["--outline", self.OUTLINES[choice]]
         bands = self.parameterAsInts(parameters, self.BANDS, context)
         if bands:
             args += ["--bands", ",".join(str(b) for b in bands)]

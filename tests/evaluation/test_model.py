@@ -9,6 +9,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from affine import Affine
 from helpers import make_learnable_coco
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -25,7 +26,13 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalpoly")
     annotations, images = make_learnable_coco(root, n_images=6)
     # 48 px input on 64 px images: predictions are resized both ways, so they are not perfect.
-    model = make_stub_model(root / "stub.keras", input_size=(48, 48))
+    # Pixel outlines and no minimum area: tile-infer's polygons are then exactly the
+    # connected components, so pycocotools by hand on components must agree.
+    model = make_stub_model(
+        root / "stub.keras",
+        input_size=(48, 48),
+        polish={"outline": "pixel", "simplify_px": 1.5, "min_area_m2": 0.0},
+    )
     return model, annotations, images
 
 
@@ -77,6 +84,39 @@ def test_polygon_ap_equals_pycocotools_by_hand(setup):
     assert scores["buildings_predicted"] == n_pred
     assert 0 < scores["AP"] < 1 and scores["F1@0.5"] > 0.5
     assert "iou_coef" in scores  # the pixel table is still there
+    for key in ("mask_IoU", "boundary_IoU", "C-IoU", "matched_C-IoU", "N-ratio", "PoLiS_px"):
+        assert 0 <= scores[key] < 100, key
+    assert 0 < scores["mask_IoU"] <= 1 and scores["C-IoU"] <= scores["mask_IoU"]
+
+
+def test_evaluate_scores_the_polygons_tile_infer_writes(tmp_path, setup):
+    """With the default (clean) outlines, the instances are polygons_from_probability's."""
+    from mapseg_core.data.coco import load_coco
+    from mapseg_core.evaluation.model import image_polish_options, predict_instances
+    from mapseg_core.models.artifact import load_artifact
+    from mapseg_core.vectorize.pipeline import polygons_from_probability
+
+    _, annotations, images = setup
+    path = make_stub_model(tmp_path / "clean.keras", input_size=(48, 48))  # no polish: defaults
+    model, meta = load_artifact(path)
+    dataset = load_coco(annotations, images)
+    ids = dataset.image_ids[:2]
+    found = predict_instances(model, dataset, ids, (48, 48), metadata=meta)
+    options = image_polish_options(meta)
+    assert options.regularize and options.simplify == pytest.approx(1.5 * meta["gsd"])
+    for image_id in ids:
+        image = dataset.load_image(image_id)
+        x = cv2.resize(image, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+        logits = np.asarray(model.predict_on_batch(x[None]))[0, ..., 0]
+        prob = cv2.resize(1 / (1 + np.exp(-logits)), image.shape[1::-1])
+        expected = polygons_from_probability(prob, Affine.identity(), options, 0.5)
+        got = [r["geometry"] for r in found if r["image_id"] == image_id]
+        assert len(got) == len(expected) > 0
+        for g, e in zip(got, expected, strict=True):
+            assert g.equals_exact(e.geometry, 1e-6)
+    results = evaluate_model(path, annotations, images, workers=1)["all"]
+    pixel = evaluate_model(setup[0], annotations, images, workers=1)["all"]
+    assert results["N-ratio"] < pixel["N-ratio"]  # clean outlines have fewer vertices
 
 
 def test_no_polygons_keeps_the_pixel_table_only(setup):

@@ -25,7 +25,7 @@ from mapseg_core.inference.engine import (
 )
 from mapseg_core.models.artifact import file_sha256, read_metadata
 
-EXACT = {"min_area": 0.0, "overwrite": True}
+EXACT = {"min_area": 0.0, "outline": "pixel", "overwrite": True}
 
 
 def _run(rasters, out, model, **options):
@@ -70,7 +70,7 @@ def test_exact_polygons_for_any_block_size_and_overlap(
 
 def test_provenance_is_in_the_layer_metadata(scene_raster, stub_model, tmp_path):
     raster, _ = scene_raster
-    _run([raster], tmp_path / "o.gpkg", stub_model, simplify=0.5, regularize=True)
+    _run([raster], tmp_path / "o.gpkg", stub_model, simplify=0.5, outline="clean")
     meta = pyogrio.read_info(tmp_path / "o.gpkg", layer="buildings")["layer_metadata"]
     assert meta["model_sha256"] == file_sha256(stub_model)
     assert json.loads(meta["parameters"])["simplify"] == 0.5
