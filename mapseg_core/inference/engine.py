@@ -43,12 +43,14 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 import rasterio.errors
+import shapely
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
+from shapely.geometry import Polygon
 
 from mapseg_core import __version__
 from mapseg_core.atomic import check_output
@@ -59,7 +61,18 @@ from mapseg_core.inference.stitch import assemble_cores, pad_block, split_window
 from mapseg_core.inference.windows import Block, WindowGrid, make_grid
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.raster import open_raster, parse_crs
+from mapseg_core.raster import (
+    GroundScale,
+    check_orientation,
+    ground_scale,
+    non_finite_note,
+    open_raster,
+    parse_crs,
+    pixel_ground_size,
+    raster_gsd,
+    statistics_sample,
+    value_valid,
+)
 from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
 from mapseg_core.vectorize.polygons import (
     BlockPolygons,
@@ -69,6 +82,7 @@ from mapseg_core.vectorize.polygons import (
     mean_score,
     pixel_area,
     polish,
+    to_world,
     vectorize_block,
 )
 
@@ -136,7 +150,11 @@ def choose_bands(
 
 
 def metres_per_unit(crs: CRS, latitude: float) -> tuple[float, float]:
-    """Metres per CRS unit along x and y at ``latitude`` (degrees).
+    """Metres per CRS unit along x and y at ``latitude`` (degrees), by the CRS's unit only.
+
+    Kept for callers that have no coordinates; tiling measures the projection's
+    own scale where the pixels are (:func:`mapseg_core.raster.ground_scale`),
+    which this ignores for projected CRSs (Web Mercator's 1/cos(latitude)).
 
     Projected CRSs: the linear unit's factor (1 for metres, 0.3048 for feet).
     Geographic CRSs: the length of one degree of longitude and latitude on
@@ -160,20 +178,24 @@ def working_grid(
     transform: Affine,
     width: int,
     height: int,
-    raster_gsd: float,
+    raster_gsd: float | tuple[float, float],
     target_gsd: float | None,
     tolerance: float,
 ) -> tuple[Affine, int, int]:
     """Grid the model runs on: the raster's own, or resampled to ``target_gsd``.
 
-    A raster within ``tolerance`` of the target (or ``target_gsd=None``) is
-    used as it is: resampling costs time and blurs edges for no gain.
+    ``raster_gsd`` is the ground size of a pixel in metres, or its two sizes
+    (along columns, along rows: see :func:`mapseg_core.raster.pixel_ground_size`),
+    which differ for rasters in degrees; each axis is then resampled by its own
+    factor so the model sees square ground pixels. A raster within
+    ``tolerance`` of the target on both axes (or ``target_gsd=None``) is used
+    as it is: resampling costs time and blurs edges for no gain.
     """
-    if target_gsd is None or abs(raster_gsd / target_gsd - 1.0) <= tolerance:
+    gsd_x, gsd_y = raster_gsd if isinstance(raster_gsd, tuple) else (raster_gsd, raster_gsd)
+    if target_gsd is None or all(abs(g / target_gsd - 1.0) <= tolerance for g in (gsd_x, gsd_y)):
         return transform, width, height
-    factor = target_gsd / raster_gsd
-    new_w = max(1, round(width / factor))
-    new_h = max(1, round(height / factor))
+    new_w = max(1, round(width * gsd_x / target_gsd))
+    new_h = max(1, round(height * gsd_y / target_gsd))
     return transform @ Affine.scale(width / new_w, height / new_h), new_w, new_h
 
 
@@ -212,9 +234,9 @@ class RasterPlan:
     width: int
     # Working grid height.
     height: int
-    # Metres per CRS unit (x, y), for area and tolerance conversion.
+    # Ground metres per CRS unit (x, y) at the raster's centre (polygons use their own place's).
     metres: tuple[float, float]
-    # Ground resolution of the raster in metres.
+    # Ground resolution of the raster in metres, at its centre.
     gsd: float
     # Ground resolution the model runs at in metres.
     work_gsd: float
@@ -311,13 +333,84 @@ def _takes_any_size(model: Any) -> bool:
 
 
 def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
-    """Min area, simplification and regularization in the raster's units, from metres."""
+    """Min area, simplification and regularization in the raster's units at its centre.
+
+    For a summary only: buildings are polished with the scale where each one
+    is (:func:`polish_on_ground`).
+    """
     return PolishOptions(
         min_area_m2=config.min_area,
         simplify=config.simplify / math.sqrt(plan.metres[0] * plan.metres[1]),
         regularize=config.regularize,
         m2_per_unit2=plan.metres[0] * plan.metres[1],
     )
+
+
+def building_scales(buildings: Sequence[Building], plan: RasterPlan) -> GroundScale:
+    """Ground metres per CRS unit at the centre of each building (one vectorized measure).
+
+    A building is at most a few hundred metres across, so the scale at its
+    centre is its scale to ~1e-5 even in Web Mercator; a raster's scale is not
+    (a degree mosaic or a Mercator raster spanning a few degrees of latitude).
+    """
+    if not buildings:
+        return GroundScale(*(np.empty(0),) * 3)
+    bounds = shapely.bounds([b.geometry for b in buildings])
+    cols = (bounds[:, 0] + bounds[:, 2]) / 2
+    rows = (bounds[:, 1] + bounds[:, 3]) / 2
+    t = plan.transform
+    xs = t.a * cols + t.b * rows + t.c
+    ys = t.d * cols + t.e * rows + t.f
+    step = 8 * math.sqrt(pixel_area(t))
+    return ground_scale(plan.crs, xs, ys, step, fallback=_fallback_metres(plan))
+
+
+def _fallback_metres(plan: RasterPlan) -> float:
+    return math.sqrt(plan.metres[0] * plan.metres[1])
+
+
+def polish_on_ground(
+    building: Building,
+    transform: Affine,
+    scale: tuple[float, float, float],
+    centre: tuple[float, float],
+    config: TileConfig,
+) -> list[tuple[Polygon, float]]:
+    """A building's polished parts in CRS coordinates, each with its ground area in m².
+
+    ``scale`` is ``(x, y, area)`` ground metres per CRS unit at the building
+    (:func:`building_scales`). Min area, simplification tolerance and the
+    reported area are in ground metres whatever the CRS. Where the CRS's two
+    axes have the same scale (every conformal projection: UTM, Lambert, Web
+    Mercator) that is a conversion of the options, and the outlines stay
+    exactly on the pixel grid. Where they differ (degrees: a degree of
+    longitude is cos(latitude) of one of latitude) the building is polished in
+    a local metric frame around ``centre`` and mapped back, so that
+    simplification is isotropic and regularized corners are right angles on
+    the ground, not in degrees.
+    """
+    mx, my, m2 = scale
+    px_m2 = pixel_area(transform) * m2
+    if abs(mx / my - 1.0) <= 1e-6:
+        options = PolishOptions(
+            min_area_m2=config.min_area,
+            simplify=config.simplify / math.sqrt(m2),
+            regularize=config.regularize,
+            m2_per_unit2=m2,
+        )
+        parts, _ = polish(building, transform, px_m2, options)
+        return [(p, p.area * m2) for p in parts]
+    to_local = Affine.scale(mx, my) @ Affine.translation(-centre[0], -centre[1])
+    options = PolishOptions(
+        min_area_m2=config.min_area,
+        simplify=config.simplify,
+        regularize=config.regularize,
+        m2_per_unit2=1.0,
+    )
+    parts, _ = polish(building, to_local @ transform, px_m2, options)
+    shear = m2 / (mx * my)  # sin of the angle between the axes on the ground (1 for degrees)
+    back = ~to_local
+    return [(to_world(p, back), p.area * shear) for p in parts]
 
 
 @contextlib.contextmanager
@@ -340,20 +433,41 @@ def open_working(plan: RasterPlan) -> Iterator[Any]:
         if plan.nodata is not None and not plan.use_gdal_mask:
             kwargs["src_nodata"] = plan.nodata
             kwargs["nodata"] = plan.nodata
+        elif plan.nodata is None and not plan.use_gdal_mask and _is_float(src, plan):
+            # NaN as the warper's nodata: it then never blends NaN into its neighbours.
+            kwargs["src_nodata"] = math.nan
+            kwargs["nodata"] = math.nan
         with WarpedVRT(src, **kwargs) as vrt:
             yield vrt
 
 
-def _valid_mask(ds: Any, plan: RasterPlan, data: NDArray[Any], window: Window) -> NDArray[np.bool_]:
-    """True where a pixel holds data, from the plan's nodata rule."""
+def _is_float(ds: Any, plan: RasterPlan) -> bool:
+    return any(np.dtype(ds.dtypes[b - 1]).kind == "f" for b in set(plan.bands))
+
+
+def _valid_mask(
+    ds: Any,
+    plan: RasterPlan,
+    data: NDArray[Any],
+    window: Window | None,
+    out_shape: tuple[int, int] | None = None,
+) -> NDArray[np.bool_]:
+    """True where a pixel holds data: the plan's nodata rule, and finite values.
+
+    NaN and ±inf are nodata whatever the file declares (:func:`value_valid`).
+    ``window`` or ``out_shape`` (a decimated read of the whole raster) says
+    where ``data`` came from.
+    """
+    read = {"window": window} if window is not None else {"out_shape": out_shape}
     if plan.use_gdal_mask:
-        masks = ds.read_masks(sorted(set(plan.bands)), window=window)
-        return np.asarray(masks.any(axis=0))
-    valid = np.ones(data.shape[:2], dtype=bool)
-    if plan.nodata is not None:
-        valid &= ~np.all(data == plan.nodata, axis=2)
+        unique = sorted(set(plan.bands))
+        if out_shape is not None:
+            read = {"out_shape": (len(unique), *out_shape)}
+        masks = ds.read_masks(unique, **read)
+        return np.asarray(masks.any(axis=0)) & value_valid(data, None)
+    valid = value_valid(data, plan.nodata)
     if plan.alpha_band:
-        valid &= ds.read(plan.alpha_band, window=window) > 0
+        valid &= ds.read(plan.alpha_band, **read) > 0
     return valid
 
 
@@ -366,36 +480,17 @@ def _read(ds: Any, plan: RasterPlan, window: Window) -> tuple[NDArray[Any], NDAr
     return data, _valid_mask(ds, plan, data, window)
 
 
-def _sample(ds: Any, plan: RasterPlan, max_side: int = 1024) -> NDArray[Any]:
-    """Valid pixels ``(n, bands)`` for the normalization statistics.
+def _sample(ds: Any, plan: RasterPlan) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Valid pixels ``(n, bands)`` for the normalization statistics, and all pixels read.
 
-    Uses the overviews when the file has them (one decimated read), a grid of
-    up to 16 windows of 256 px otherwise: never the whole raster.
+    :func:`mapseg_core.raster.statistics_sample` (shared with chips) with the
+    plan's nodata rule; never the whole raster.
     """
-    if ds.overviews(plan.bands[0]):
-        scale = max(ds.height, ds.width) / max_side
-        shape = (max(1, int(ds.height / scale)), max(1, int(ds.width / scale)))
-        unique = sorted(set(plan.bands))
-        raw = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
-        data = np.moveaxis(raw[[unique.index(b) for b in plan.bands]], 0, -1)
-        if plan.use_gdal_mask:
-            masks = ds.read_masks(unique, out_shape=(len(unique), *shape))
-            valid = masks.any(axis=0)
-        else:
-            valid = np.ones(shape, dtype=bool)
-            if plan.nodata is not None:
-                valid &= ~np.all(data == plan.nodata, axis=2)
-        return np.asarray(data[valid])
-    side = 256
-    rows = np.unique(np.linspace(0, max(0, ds.height - side), 4).astype(int))
-    cols = np.unique(np.linspace(0, max(0, ds.width - side), 4).astype(int))
-    parts = []
-    for r in rows:
-        for c in cols:
-            window = Window(int(c), int(r), min(side, ds.width), min(side, ds.height))
-            data, valid = _read(ds, plan, window)
-            parts.append(data[valid])
-    return np.concatenate(parts) if parts else np.empty((0, len(plan.bands)))
+    return statistics_sample(
+        ds,
+        plan.bands,
+        lambda data, window, shape: _valid_mask(ds, plan, data, window, shape),
+    )
 
 
 def plan_raster(
@@ -419,6 +514,7 @@ def plan_raster(
             crs = parse_crs(config.assume_crs, "--assume-crs")
         if src.transform.is_identity:
             notes.append(f"{Path(path).name} has no geotransform; pixel coordinates are used")
+        check_orientation(src.transform, path)
         colorinterp = [ci.name for ci in src.colorinterp]
         bands, band_notes = choose_bands(
             colorinterp,
@@ -443,17 +539,29 @@ def plan_raster(
                     f"(white roofs at 255); pixels equal to it in all bands are skipped. "
                     "Pass --nodata none to use them"
                 )
-        bounds = src.bounds
-        latitude = (bounds.top + bounds.bottom) / 2 if crs.is_geographic else 0.0
-        metres = metres_per_unit(crs, latitude)
-        gsd = math.sqrt(abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d))
-        gsd *= math.sqrt(metres[0] * metres[1])
+        gsd, gsd_min, gsd_max = raster_gsd(crs, src.transform, src.width, src.height)
+        centre = src.transform @ (src.width / 2, src.height / 2)
+        px_units = math.sqrt(pixel_area(src.transform))
+        at_centre = ground_scale(crs, centre[0], centre[1], 8 * px_units)
+        metres = (float(at_centre.x), float(at_centre.y))
+        if gsd_max / gsd_min - 1.0 > config.gsd_tolerance:
+            notes.append(
+                f"{Path(path).name}: its CRS's scale varies across it (ground resolution "
+                f"{gsd_min:.3g}..{gsd_max:.3g} m); the model runs at the centre's everywhere, "
+                "areas are measured where each building is. For even accuracy, warp it to a "
+                "local projected CRS (gdalwarp -t_srs EPSG:<UTM zone>)"
+            )
         if config.gsd == "native":
             target: float | None = None
         else:
             target = float(config.gsd) if config.gsd is not None else float(metadata["gsd"])
         transform, width, height = working_grid(
-            src.transform, src.width, src.height, gsd, target, config.gsd_tolerance
+            src.transform,
+            src.width,
+            src.height,
+            pixel_ground_size(src.transform, *metres),
+            target,
+            config.gsd_tolerance,
         )
         tile = tuple(int(v) for v in metadata["input_size"])
         margin = config.overlap if config.overlap is not None else int(metadata["receptive_margin"])
@@ -487,9 +595,17 @@ def plan_raster(
         needs_stats = config.normalization == "percentile" or (
             config.normalization == "auto" and dtype != "uint8"
         )
-        sample = _sample(src, provisional) if needs_stats else None
-        if needs_stats and sample is not None and len(sample) == 0:
-            notes.append(f"{Path(path).name}: no valid pixel in the statistics sample")
+        sample: NDArray[Any] | None = None
+        read: NDArray[Any] | None = None
+        if needs_stats:
+            sample, read = _sample(src, provisional)
+            if len(sample) == 0:
+                notes.append(f"{Path(path).name}: no valid pixel in the statistics sample")
+        elif np.dtype(dtype).kind == "f":
+            read = _sample(src, provisional)[1]
+        note = non_finite_note(Path(path).name, read) if read is not None else None
+        if note:
+            notes.append(note)
     scaling = choose_scaling(
         dtype,
         len(bands),
@@ -869,8 +985,6 @@ def _run_raster(
 ) -> int:
     """Blocks of one raster in order, merged and written; returns its valid pixel count."""
     merger = BorderMerger()
-    options = polish_options(plan, config)
-    px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
     crs = plan.crs
     keep = bool(sinks)
     blocks = list(plan.grid.blocks())
@@ -889,7 +1003,7 @@ def _run_raster(
         result = _finish(plan, prepared, prob, keep)
         for sink in sinks:
             sink.write(result)
-        _write_buildings(merger.add(result.polygons), plan, writer, options, px_area_m2, crs)
+        _write_buildings(merger.add(result.polygons), plan, writer, config, crs)
         return result.valid_pixels
 
     def progress(done_here: int) -> None:
@@ -935,7 +1049,7 @@ def _run_raster(
         finally:
             reader.shutdown(wait=True, cancel_futures=True)
             writer_thread.shutdown(wait=True, cancel_futures=True)
-    _write_buildings(merger.finish(), plan, writer, options, px_area_m2, crs)
+    _write_buildings(merger.finish(), plan, writer, config, crs)
     return valid
 
 
@@ -943,18 +1057,24 @@ def _write_buildings(
     buildings: list[Building],
     plan: RasterPlan,
     writer: GpkgWriter,
-    options: PolishOptions,
-    px_area_m2: float,
+    config: TileConfig,
     crs: CRS,
 ) -> None:
-    for building in buildings:
-        parts, _ = polish(building, plan.transform, px_area_m2, options)
+    if not buildings:
+        return
+    scales = building_scales(buildings, plan)
+    t = plan.transform
+    for k, building in enumerate(buildings):
+        scale = (float(scales.x[k]), float(scales.y[k]), float(scales.area[k]))
+        minx, miny, maxx, maxy = building.geometry.bounds
+        centre = t @ ((minx + maxx) / 2, (miny + maxy) / 2)
+        parts = polish_on_ground(building, t, scale, centre, config)
         score = round(mean_score(building), 4)
-        for part in parts:
+        for part, area_m2 in parts:
             writer.add(
                 part,
                 {
-                    "area_m2": round(part.area * options.m2_per_unit2, 3),
+                    "area_m2": round(area_m2, 3),
                     "score": score,
                     "source": plan.name,
                 },
@@ -976,14 +1096,14 @@ def write_buildings(
     building is written identically whichever door it came through. Pass
     ``crs`` (``plan.crs``) when calling often: parsing the WKT costs time.
     """
-    options = polish_options(plan, config)
-    px_area_m2 = pixel_area(plan.transform) * options.m2_per_unit2
-    _write_buildings(list(buildings), plan, writer, options, px_area_m2, crs or plan.crs)
+    _write_buildings(list(buildings), plan, writer, config, crs or plan.crs)
 
 
 __all__ = [
     "BlockResult",
     "Predictor",
+    "building_scales",
+    "polish_on_ground",
     "RasterPlan",
     "choose_bands",
     "metres_per_unit",
