@@ -53,7 +53,7 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon
 
 from mapseg_core import __version__
-from mapseg_core.atomic import check_output
+from mapseg_core.atomic import check_output, commit_all
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import ConfigError, RasterError
 from mapseg_core.inference.normalize import BandScaling, apply_scaling, choose_scaling
@@ -746,6 +746,8 @@ class _ProbabilitySink:
         self.plan = plan
         self.kind = kind
         self.work = temporary_sibling(target)
+        # The finished temporary file (after :meth:`stage`), which :meth:`abort` also deletes.
+        self.staged: Path | None = None
         profile = {
             "driver": "GTiff",
             "width": plan.width,
@@ -770,13 +772,20 @@ class _ProbabilitySink:
             values = np.rint(p * 255.0).astype(np.uint8)
         self.ds.write(values, 1, window=result.block.window)
 
-    def commit(self) -> None:
+    def stage(self) -> Path:
+        """Finish the file (resampled back, overviews) under its temporary name; returns it.
+
+        It is renamed onto the target with the run's other outputs
+        (:func:`mapseg_core.atomic.commit_all`), never alone.
+        """
         self.ds.close()
         final = self.work
         if self.plan.resampled:
             final = temporary_sibling(self.target)
+            self.staged = final
             self._resample_back(final)
             self.work.unlink()
+        self.staged = final
         with rasterio.open(final, "r+") as ds:
             if self.kind == "probability":
                 ds.scales = (1 / 255,)
@@ -786,7 +795,7 @@ class _ProbabilitySink:
                     factors,
                     Resampling.average if self.kind == "probability" else Resampling.nearest,
                 )
-        os.replace(final, self.target)
+        return final
 
     def _resample_back(self, final: Path) -> None:
         plan = self.plan
@@ -823,6 +832,8 @@ class _ProbabilitySink:
         with contextlib.suppress(Exception):
             self.ds.close()
         self.work.unlink(missing_ok=True)
+        if self.staged is not None:
+            self.staged.unlink(missing_ok=True)
 
 
 def _raster_target(option: str, raster: str, several: bool) -> Path:
@@ -928,32 +939,38 @@ def _tile_infer(
     done = 0
     megapixels = 0.0
     km2 = 0.0
-    with GpkgWriter(
-        output, config.layer, out_crs, provenance, overwrite=config.overwrite
-    ) as writer:
-        for plan in plans:
-            sinks: list[_ProbabilitySink] = []
-            try:
+    # Every output is staged complete under a temporary name, then all are renamed
+    # together at the end (commit_all): a failure anywhere leaves none of them.
+    staged: list[_ProbabilitySink] = []
+    try:
+        with GpkgWriter(
+            output, config.layer, out_crs, provenance, overwrite=config.overwrite
+        ) as writer:
+            for plan in plans:
+                sinks: list[_ProbabilitySink] = []
                 for opt, kind in extra_outputs:
                     sinks.append(
                         _ProbabilitySink(_raster_target(opt, plan.path, several), plan, kind)
                     )
+                    staged.append(sinks[-1])
                 valid = _run_raster(
                     plan, predictor, writer, sinks, config, report, started, done, total
                 )
                 for sink in sinks:
-                    sink.commit()
-            except BaseException:
-                for sink in sinks:
-                    sink.abort()
-                raise
-            done += len(plan.grid)
-            scale = plan.src_width * plan.src_height / (plan.width * plan.height)
-            megapixels += plan.src_width * plan.src_height / 1e6
-            km2 += valid * scale * (plan.gsd**2) / 1e6
-            if valid == 0:
-                warn(f"{plan.name} is entirely nodata; no buildings from it")
-        writer.commit()
+                    sink.stage()
+                done += len(plan.grid)
+                scale = plan.src_width * plan.src_height / (plan.width * plan.height)
+                megapixels += plan.src_width * plan.src_height / 1e6
+                km2 += valid * scale * (plan.gsd**2) / 1e6
+                if valid == 0:
+                    warn(f"{plan.name} is entirely nodata; no buildings from it")
+            moves = [(writer.stage(), writer.path)]
+            moves += [(sink.staged, sink.target) for sink in staged if sink.staged is not None]
+            commit_all(moves)
+    except BaseException:
+        for sink in staged:
+            sink.abort()
+        raise
     seconds = time.perf_counter() - started
     summary = {
         "output": str(output),
