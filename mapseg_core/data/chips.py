@@ -70,7 +70,18 @@ from mapseg_core.errors import (
     RasterError,
 )
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.raster import open_raster, parse_crs
+from mapseg_core.raster import (
+    check_orientation,
+    finite_valid,
+    ground_scale,
+    non_finite_note,
+    open_raster,
+    parse_crs,
+    pixel_ground_size,
+    raster_gsd,
+    statistics_sample,
+    value_valid,
+)
 
 #: File suffixes read as raster masks; anything else is read as a vector layer.
 MASK_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".png")
@@ -517,15 +528,26 @@ class _Grid:
 
 
 def _working_grid(src: Any, config: ChipConfig) -> _Grid:
-    from mapseg_core.inference.engine import metres_per_unit, working_grid
+    """The raster's grid, or resampled to ``config.gsd`` by its true ground scale.
 
-    bounds = src.bounds
-    latitude = (bounds.top + bounds.bottom) / 2 if src.crs.is_geographic else 0.0
-    metres = metres_per_unit(src.crs, latitude)
+    The same measure as tiling (:func:`mapseg_core.raster.ground_scale` at the
+    raster's centre, each pixel axis by its own length), so chips and tiling
+    put the same ground metres in a model pixel.
+    """
+    from mapseg_core.inference.engine import working_grid
+
     t = src.transform
-    gsd = math.sqrt(abs(t.a * t.e - t.b * t.d) * metres[0] * metres[1])
+    check_orientation(t, str(src.name))
+    gsd, _, _ = raster_gsd(src.crs, t, src.width, src.height)
+    centre = t @ (src.width / 2, src.height / 2)
+    scale = ground_scale(src.crs, centre[0], centre[1], 8 * math.sqrt(abs(t.a * t.e - t.b * t.d)))
     transform, width, height = working_grid(
-        t, src.width, src.height, gsd, config.gsd, config.gsd_tolerance
+        t,
+        src.width,
+        src.height,
+        pixel_ground_size(t, float(scale.x), float(scale.y)),
+        config.gsd,
+        config.gsd_tolerance,
     )
     resampled = (width, height) != (src.width, src.height)
     work_gsd = float(config.gsd) if resampled and config.gsd else gsd
@@ -550,10 +572,17 @@ def _on_grid(src: Any, grid: _Grid, resampling: Resampling, nodata: float | None
         width=grid.width,
         height=grid.height,
         resampling=resampling,
-        src_nodata=nodata,
-        nodata=nodata,
+        src_nodata=_warp_nodata(src, nodata),
+        nodata=_warp_nodata(src, nodata),
     ) as vrt:
         yield vrt
+
+
+def _warp_nodata(src: Any, nodata: float | None) -> float | None:
+    """The warper's nodata: the raster's, or NaN for a float raster without one (never blended)."""
+    if nodata is None and any(np.dtype(d).kind == "f" for d in src.dtypes):
+        return math.nan
+    return nodata
 
 
 def _nodata_value(src: Any, config: ChipConfig) -> float | None:
@@ -564,23 +593,22 @@ def _nodata_value(src: Any, config: ChipConfig) -> float | None:
     return float(config.nodata)
 
 
-def _scaling(ds: Any, bands: tuple[int, ...], nodata: float | None) -> Any:
-    """One per-raster scaling (identity for uint8; 2/98 % stretch otherwise)."""
+def _scaling(ds: Any, bands: tuple[int, ...], nodata: float | None) -> tuple[Any, str | None]:
+    """One per-raster scaling (identity for uint8; 2/98 % stretch otherwise), and a NaN note.
+
+    The sample is the tiling engine's (:func:`mapseg_core.raster.statistics_sample`),
+    so training chips and tile-infer stretch a raster the same way.
+    """
     from mapseg_core.inference.normalize import choose_scaling
 
     dtype = ds.dtypes[bands[0] - 1]
     if dtype == "uint8":
-        return choose_scaling(dtype, len(bands), {"min": 0, "max": 255}, None)
-    scale = max(1.0, max(ds.height, ds.width) / _SAMPLE_SIDE)
-    shape = (max(1, int(ds.height / scale)), max(1, int(ds.width / scale)))
-    unique = sorted(set(bands))
-    raw = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
-    data = np.moveaxis(raw[[unique.index(b) for b in bands]], 0, -1)
-    valid = np.ones(shape, dtype=bool)
-    if nodata is not None:
-        valid &= ~np.all(data == nodata, axis=2)
-    valid &= np.all(np.isfinite(data), axis=2)
-    return choose_scaling(dtype, len(bands), {"min": 0, "max": 255}, data[valid])
+        return choose_scaling(dtype, len(bands), {"min": 0, "max": 255}, None), None
+    sample, read = statistics_sample(
+        ds, bands, lambda data, window, shape: value_valid(data, nodata), _SAMPLE_SIDE
+    )
+    note = non_finite_note(Path(str(ds.name)).name, read)
+    return choose_scaling(dtype, len(bands), {"min": 0, "max": 255}, sample), note
 
 
 # === Output folder ===
@@ -720,7 +748,9 @@ def make_chips(
             if mask_labels:
                 mask_src = stack.enter_context(open_raster(labels_path, "labels mask"))
                 mask_ds = stack.enter_context(_mask_on_grid(mask_src, src, grid))
-            scaling = _scaling(ds, bands, nodata)
+            scaling, note = _scaling(ds, bands, nodata)
+            if note:
+                notes.append(note)
             target_work = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
             try:
                 summary = _write_chips(
@@ -835,10 +865,8 @@ def _write_chips(
             continue
         raw = ds.read(unique, window=window)
         data = np.moveaxis(raw[order], 0, -1)
+        invalid = ~value_valid(data, nodata)
         if config.skip_nodata is not None:
-            invalid = np.zeros(shape, dtype=bool)
-            if nodata is not None:
-                invalid |= np.all(data == nodata, axis=2)
             if alpha:
                 invalid |= ds.read(alpha, window=window) == 0
             if nodata_fraction(invalid, covered) > config.skip_nodata:
@@ -846,7 +874,12 @@ def _write_chips(
                 report(progress_event(done, len(windows), chips=len(images)))
                 continue
         name = chip_name(raster_path.stem, row, col, config.image_format)
+        finite = finite_valid(data)
+        if finite is not None and not finite.all():  # NaN/inf: black, as nodata, not a cast of NaN
+            data = np.where(finite[..., None], data, 0)
         rgb = to_uint8(data, scaling)
+        if finite is not None:
+            rgb[~finite] = 0
         image = Image.fromarray(rgb, "RGB")
         try:
             if config.image_format == "jpg":

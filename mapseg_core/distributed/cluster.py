@@ -10,14 +10,21 @@ the same path fails loudly instead of mixing two models in one layer.
 
 Rasters and the model must be readable at the same path on every worker (a
 shared file system, or GDAL virtual paths such as ``/vsis3/...``).
+
+A worker may run several threads (``dask worker --nthreads 2``): the cache
+loads the model once under a lock, and model calls of one process take turns
+(the other threads read and vectorize meanwhile, as the single-process
+pipeline overlaps them). The backend's thread pools are sized on every worker
+that joins, local or remote, by the :class:`BackendThreads` plugin: the
+host's cores shared by its worker processes, never all of them per process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,9 +74,19 @@ class BlockOutcome:
     worker: str
 
 
+#: Threads this process's backend was limited to (None: not set here).
+_backend_threads: int | None = None
+
+
 def _set_tf_threads(threads: int) -> None:
-    """Limit TensorFlow's thread pools (only possible before its runtime starts)."""
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    """Limit the backend's thread pools (TensorFlow, OpenMP, MKL) in this process.
+
+    TensorFlow only accepts it before its runtime starts; a later call is a
+    no-op (the first setting stays).
+    """
+    global _backend_threads
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     try:
         import tensorflow as tf
@@ -78,17 +95,121 @@ def _set_tf_threads(threads: int) -> None:
     with contextlib.suppress(RuntimeError):  # runtime already initialised: too late, harmless
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+    if _backend_threads is None:
+        _backend_threads = threads
 
 
-@functools.lru_cache(maxsize=2)
+def backend_threads() -> dict[str, Any]:
+    """What this process's backend runs with (for checks: ``client.run(backend_threads)``)."""
+    info: dict[str, Any] = {"set": _backend_threads}
+    with contextlib.suppress(ImportError):
+        import tensorflow as tf
+
+        info["intra_op"] = tf.config.threading.get_intra_op_parallelism_threads()
+        info["inter_op"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return info
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+class BackendThreads:
+    """Dask worker plugin: size the backend's thread pools on every worker, local or remote.
+
+    Registered once per job on the client (``client.register_plugin``), it runs
+    on each current worker and on every worker that joins later. ``threads``
+    (``--tf-threads``, or cores // workers for ``--workers``) is used as given;
+    None shares the host's cores among the worker processes the scheduler knows
+    on that host, so ``dask worker --nworkers 4 --nthreads 2`` does not start
+    4 x all-cores TensorFlow pools. Model calls of one process take turns
+    (:func:`worker_predictor`), so a worker's threads need no share of their own.
+    """
+
+    name = "mapseg-backend-threads"
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
+    async def setup(self, worker: Any) -> None:
+        threads = self.threads
+        if not threads:
+            processes = 1
+            with contextlib.suppress(Exception):  # an old scheduler: assume one per host
+                info = await worker.scheduler.identity()
+                host = worker.address.rsplit(":", 1)[0]
+                processes = max(
+                    1, sum(1 for a in info.get("workers", {}) if a.rsplit(":", 1)[0] == host)
+                )
+            threads = max(1, usable_cores() // processes)
+        _set_tf_threads(threads)
+
+
+def register_backend_threads(client: Any, threads: int | None) -> None:
+    """Install :class:`BackendThreads` on ``client``'s cluster (current and future workers)."""
+    from distributed import WorkerPlugin
+
+    plugin = type("MapsegBackendThreads", (BackendThreads, WorkerPlugin), {})(threads)
+    client.register_plugin(plugin, name=BackendThreads.name)
+
+
+class _SerialModel:
+    """A Keras model whose predict calls take turns across the threads of a process.
+
+    A worker with ``--nthreads 2`` runs two blocks at once; their reads and
+    polygons overlap, their model calls queue (the backend already spreads one
+    call over the cores, and Keras builds its predict function lazily, which two
+    first calls would race on).
+    """
+
+    def __init__(self, model: Any):
+        self._model = model
+        self._lock = threading.Lock()
+
+    def predict_on_batch(self, x: Any) -> Any:
+        with self._lock:
+            return self._model.predict_on_batch(x)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+_cache: dict[tuple[str, str, int, int | None], Predictor] = {}
+_cache_lock = threading.Lock()
+
+
 def worker_predictor(
     model_path: str, model_sha256: str, batch_size: int, tf_threads: int | None
 ) -> Predictor:
     """The model of ``model_path``, loaded once per process (and per batch size).
 
+    Thread-safe: concurrent first calls (several threads per worker) load it
+    once; later calls return the cached predictor without waiting.
+
     Raises:
         ModelError: the file is missing here or is not the one the client hashed.
     """
+    key = (model_path, model_sha256, batch_size, tf_threads)
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is None:
+            cached = _load_predictor(*key)
+            if len(_cache) >= 2:  # a worker serving a new job: drop the oldest model
+                _cache.pop(next(iter(_cache)))
+            _cache[key] = cached
+        return cached
+
+
+def _load_predictor(
+    model_path: str, model_sha256: str, batch_size: int, tf_threads: int | None
+) -> Predictor:
     from mapseg_core.models.artifact import file_sha256, load_artifact
 
     if tf_threads:
@@ -104,7 +225,7 @@ def worker_predictor(
             "give every worker the same model file"
         )
     model, metadata = load_artifact(model_path)
-    return Predictor(model, metadata, batch_size)
+    return Predictor(_SerialModel(model), metadata, batch_size)
 
 
 def run_block_task(plan: RasterPlan, block: Block, spec: WorkerSpec) -> BlockOutcome:
@@ -131,10 +252,18 @@ def _worker_name() -> str:
 
 
 def warm_up(client: Any, spec: WorkerSpec) -> None:
-    """Load the model on every current worker now (optional: tasks load it on demand)."""
-    client.run(
-        worker_predictor, spec.model_path, spec.model_sha256, spec.batch_size, spec.tf_threads
-    )
+    """Size the backend on every worker and load the model on the current ones now.
+
+    The thread plugin also reaches workers that join later; the model load is
+    optional (tasks load it on demand).
+    """
+    register_backend_threads(client, spec.tf_threads)
+    client.run(_load_here, spec.model_path, spec.model_sha256, spec.batch_size, spec.tf_threads)
+
+
+def _load_here(model_path: str, model_sha256: str, batch_size: int, tf_threads: int | None) -> None:
+    """Fill this worker's cache (returns nothing: a model is not sent back to the client)."""
+    worker_predictor(model_path, model_sha256, batch_size, tf_threads)
 
 
 @contextlib.contextmanager

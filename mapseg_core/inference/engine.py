@@ -43,15 +43,17 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 import rasterio.errors
+import shapely
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
+from shapely.geometry import Polygon
 
 from mapseg_core import __version__
-from mapseg_core.atomic import check_output
+from mapseg_core.atomic import check_output, commit_all
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import ConfigError, RasterError
 from mapseg_core.inference.normalize import BandScaling, apply_scaling, choose_scaling
@@ -59,11 +61,30 @@ from mapseg_core.inference.stitch import assemble_cores, pad_block, split_window
 from mapseg_core.inference.windows import Block, WindowGrid, make_grid
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.raster import open_raster, parse_crs
+from mapseg_core.raster import (
+    GroundScale,
+    check_orientation,
+    ground_scale,
+    non_finite_note,
+    open_raster,
+    parse_crs,
+    pixel_ground_size,
+    raster_gsd,
+    statistics_sample,
+    value_valid,
+)
 from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
-from mapseg_core.vectorize.pipeline import block_buildings, finished_polygons, model_polish
+from mapseg_core.vectorize.pipeline import block_buildings, model_polish
 from mapseg_core.vectorize.pipeline import polish_options as outline_options
-from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger, Building, PolishOptions
+from mapseg_core.vectorize.polygons import (
+    BlockPolygons,
+    BorderMerger,
+    Building,
+    PolishOptions,
+    mean_score,
+    pixel_area,
+    polish,
+)
 
 #: GDAL block cache while tiling. GDAL's default (5 % of RAM) would keep every decoded
 #: block of a big raster; blocks are read once in row order, so a cache that holds the
@@ -129,7 +150,11 @@ def choose_bands(
 
 
 def metres_per_unit(crs: CRS, latitude: float) -> tuple[float, float]:
-    """Metres per CRS unit along x and y at ``latitude`` (degrees).
+    """Metres per CRS unit along x and y at ``latitude`` (degrees), by the CRS's unit only.
+
+    Kept for callers that have no coordinates; tiling measures the projection's
+    own scale where the pixels are (:func:`mapseg_core.raster.ground_scale`),
+    which this ignores for projected CRSs (Web Mercator's 1/cos(latitude)).
 
     Projected CRSs: the linear unit's factor (1 for metres, 0.3048 for feet).
     Geographic CRSs: the length of one degree of longitude and latitude on
@@ -153,20 +178,24 @@ def working_grid(
     transform: Affine,
     width: int,
     height: int,
-    raster_gsd: float,
+    raster_gsd: float | tuple[float, float],
     target_gsd: float | None,
     tolerance: float,
 ) -> tuple[Affine, int, int]:
     """Grid the model runs on: the raster's own, or resampled to ``target_gsd``.
 
-    A raster within ``tolerance`` of the target (or ``target_gsd=None``) is
-    used as it is: resampling costs time and blurs edges for no gain.
+    ``raster_gsd`` is the ground size of a pixel in metres, or its two sizes
+    (along columns, along rows: see :func:`mapseg_core.raster.pixel_ground_size`),
+    which differ for rasters in degrees; each axis is then resampled by its own
+    factor so the model sees square ground pixels. A raster within
+    ``tolerance`` of the target on both axes (or ``target_gsd=None``) is used
+    as it is: resampling costs time and blurs edges for no gain.
     """
-    if target_gsd is None or abs(raster_gsd / target_gsd - 1.0) <= tolerance:
+    gsd_x, gsd_y = raster_gsd if isinstance(raster_gsd, tuple) else (raster_gsd, raster_gsd)
+    if target_gsd is None or all(abs(g / target_gsd - 1.0) <= tolerance for g in (gsd_x, gsd_y)):
         return transform, width, height
-    factor = target_gsd / raster_gsd
-    new_w = max(1, round(width / factor))
-    new_h = max(1, round(height / factor))
+    new_w = max(1, round(width * gsd_x / target_gsd))
+    new_h = max(1, round(height * gsd_y / target_gsd))
     return transform @ Affine.scale(width / new_w, height / new_h), new_w, new_h
 
 
@@ -205,9 +234,9 @@ class RasterPlan:
     width: int
     # Working grid height.
     height: int
-    # Metres per CRS unit (x, y), for area and tolerance conversion.
+    # Ground metres per CRS unit (x, y) at the raster's centre (polygons use their own place's).
     metres: tuple[float, float]
-    # Ground resolution of the raster in metres.
+    # Ground resolution of the raster in metres, at its centre.
     gsd: float
     # Ground resolution the model runs at in metres.
     work_gsd: float
@@ -304,11 +333,13 @@ def _takes_any_size(model: Any) -> bool:
 
 
 def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
-    """Min area, simplification and regularization in metres around each building.
+    """Min area, simplification and regularization in ground metres.
 
     ``config`` should have gone through :func:`~mapseg_core.vectorize.pipeline.model_polish`
     (unset options from the model); the simplification tolerance defaults to
     ``simplify_px`` pixels of the coarser of the raster's and the model's GSD.
+    ``metres_per_unit`` is the raster centre's ground scale: each building is
+    polished with the scale where it is (:func:`polish_on_ground`).
     """
     return outline_options(
         {
@@ -320,6 +351,51 @@ def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
         plan.metres,
         max(plan.gsd, plan.work_gsd),
     )
+
+
+def building_scales(buildings: Sequence[Building], plan: RasterPlan) -> GroundScale:
+    """Ground metres per CRS unit at the centre of each building (one vectorized measure).
+
+    A building is at most a few hundred metres across, so the scale at its
+    centre is its scale to ~1e-5 even in Web Mercator; a raster's scale is not
+    (a degree mosaic or a Mercator raster spanning a few degrees of latitude).
+    """
+    if not buildings:
+        return GroundScale(*(np.empty(0),) * 3)
+    bounds = shapely.bounds([b.geometry for b in buildings])
+    cols = (bounds[:, 0] + bounds[:, 2]) / 2
+    rows = (bounds[:, 1] + bounds[:, 3]) / 2
+    t = plan.transform
+    xs = t.a * cols + t.b * rows + t.c
+    ys = t.d * cols + t.e * rows + t.f
+    step = 8 * math.sqrt(pixel_area(t))
+    return ground_scale(plan.crs, xs, ys, step, fallback=_fallback_metres(plan))
+
+
+def _fallback_metres(plan: RasterPlan) -> float:
+    return math.sqrt(plan.metres[0] * plan.metres[1])
+
+
+def polish_on_ground(
+    building: Building,
+    transform: Affine,
+    scale: tuple[float, float, float],
+    options: PolishOptions,
+) -> list[tuple[Polygon, float]]:
+    """A building's polished parts in CRS coordinates, each with its ground area in m².
+
+    ``scale`` is ``(x, y, area)`` ground metres per CRS unit at the building
+    (:func:`building_scales`); it replaces ``options.metres_per_unit``, so min
+    area, the simplification tolerance and the reported area are in ground
+    metres whatever the CRS, and outline cleaning runs in a metric frame around
+    the building (:func:`~mapseg_core.vectorize.regularize.clean_outline`):
+    regularized corners are right angles on the ground, not in degrees (a degree
+    of longitude is cos(latitude) of one of latitude).
+    """
+    mx, my, m2 = scale
+    local = dataclasses.replace(options, metres_per_unit=(mx, my))
+    parts, _ = polish(building, transform, pixel_area(transform) * m2, local)
+    return [(p, p.area * m2) for p in parts]
 
 
 @contextlib.contextmanager
@@ -342,20 +418,41 @@ def open_working(plan: RasterPlan) -> Iterator[Any]:
         if plan.nodata is not None and not plan.use_gdal_mask:
             kwargs["src_nodata"] = plan.nodata
             kwargs["nodata"] = plan.nodata
+        elif plan.nodata is None and not plan.use_gdal_mask and _is_float(src, plan):
+            # NaN as the warper's nodata: it then never blends NaN into its neighbours.
+            kwargs["src_nodata"] = math.nan
+            kwargs["nodata"] = math.nan
         with WarpedVRT(src, **kwargs) as vrt:
             yield vrt
 
 
-def _valid_mask(ds: Any, plan: RasterPlan, data: NDArray[Any], window: Window) -> NDArray[np.bool_]:
-    """True where a pixel holds data, from the plan's nodata rule."""
+def _is_float(ds: Any, plan: RasterPlan) -> bool:
+    return any(np.dtype(ds.dtypes[b - 1]).kind == "f" for b in set(plan.bands))
+
+
+def _valid_mask(
+    ds: Any,
+    plan: RasterPlan,
+    data: NDArray[Any],
+    window: Window | None,
+    out_shape: tuple[int, int] | None = None,
+) -> NDArray[np.bool_]:
+    """True where a pixel holds data: the plan's nodata rule, and finite values.
+
+    NaN and ±inf are nodata whatever the file declares (:func:`value_valid`).
+    ``window`` or ``out_shape`` (a decimated read of the whole raster) says
+    where ``data`` came from.
+    """
+    read = {"window": window} if window is not None else {"out_shape": out_shape}
     if plan.use_gdal_mask:
-        masks = ds.read_masks(sorted(set(plan.bands)), window=window)
-        return np.asarray(masks.any(axis=0))
-    valid = np.ones(data.shape[:2], dtype=bool)
-    if plan.nodata is not None:
-        valid &= ~np.all(data == plan.nodata, axis=2)
+        unique = sorted(set(plan.bands))
+        if out_shape is not None:
+            read = {"out_shape": (len(unique), *out_shape)}
+        masks = ds.read_masks(unique, **read)
+        return np.asarray(masks.any(axis=0)) & value_valid(data, None)
+    valid = value_valid(data, plan.nodata)
     if plan.alpha_band:
-        valid &= ds.read(plan.alpha_band, window=window) > 0
+        valid &= ds.read(plan.alpha_band, **read) > 0
     return valid
 
 
@@ -368,36 +465,17 @@ def _read(ds: Any, plan: RasterPlan, window: Window) -> tuple[NDArray[Any], NDAr
     return data, _valid_mask(ds, plan, data, window)
 
 
-def _sample(ds: Any, plan: RasterPlan, max_side: int = 1024) -> NDArray[Any]:
-    """Valid pixels ``(n, bands)`` for the normalization statistics.
+def _sample(ds: Any, plan: RasterPlan) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Valid pixels ``(n, bands)`` for the normalization statistics, and all pixels read.
 
-    Uses the overviews when the file has them (one decimated read), a grid of
-    up to 16 windows of 256 px otherwise: never the whole raster.
+    :func:`mapseg_core.raster.statistics_sample` (shared with chips) with the
+    plan's nodata rule; never the whole raster.
     """
-    if ds.overviews(plan.bands[0]):
-        scale = max(ds.height, ds.width) / max_side
-        shape = (max(1, int(ds.height / scale)), max(1, int(ds.width / scale)))
-        unique = sorted(set(plan.bands))
-        raw = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
-        data = np.moveaxis(raw[[unique.index(b) for b in plan.bands]], 0, -1)
-        if plan.use_gdal_mask:
-            masks = ds.read_masks(unique, out_shape=(len(unique), *shape))
-            valid = masks.any(axis=0)
-        else:
-            valid = np.ones(shape, dtype=bool)
-            if plan.nodata is not None:
-                valid &= ~np.all(data == plan.nodata, axis=2)
-        return np.asarray(data[valid])
-    side = 256
-    rows = np.unique(np.linspace(0, max(0, ds.height - side), 4).astype(int))
-    cols = np.unique(np.linspace(0, max(0, ds.width - side), 4).astype(int))
-    parts = []
-    for r in rows:
-        for c in cols:
-            window = Window(int(c), int(r), min(side, ds.width), min(side, ds.height))
-            data, valid = _read(ds, plan, window)
-            parts.append(data[valid])
-    return np.concatenate(parts) if parts else np.empty((0, len(plan.bands)))
+    return statistics_sample(
+        ds,
+        plan.bands,
+        lambda data, window, shape: _valid_mask(ds, plan, data, window, shape),
+    )
 
 
 def plan_raster(
@@ -421,6 +499,7 @@ def plan_raster(
             crs = parse_crs(config.assume_crs, "--assume-crs")
         if src.transform.is_identity:
             notes.append(f"{Path(path).name} has no geotransform; pixel coordinates are used")
+        check_orientation(src.transform, path)
         colorinterp = [ci.name for ci in src.colorinterp]
         bands, band_notes = choose_bands(
             colorinterp,
@@ -445,17 +524,29 @@ def plan_raster(
                     f"(white roofs at 255); pixels equal to it in all bands are skipped. "
                     "Pass --nodata none to use them"
                 )
-        bounds = src.bounds
-        latitude = (bounds.top + bounds.bottom) / 2 if crs.is_geographic else 0.0
-        metres = metres_per_unit(crs, latitude)
-        gsd = math.sqrt(abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d))
-        gsd *= math.sqrt(metres[0] * metres[1])
+        gsd, gsd_min, gsd_max = raster_gsd(crs, src.transform, src.width, src.height)
+        centre = src.transform @ (src.width / 2, src.height / 2)
+        px_units = math.sqrt(pixel_area(src.transform))
+        at_centre = ground_scale(crs, centre[0], centre[1], 8 * px_units)
+        metres = (float(at_centre.x), float(at_centre.y))
+        if gsd_max / gsd_min - 1.0 > config.gsd_tolerance:
+            notes.append(
+                f"{Path(path).name}: its CRS's scale varies across it (ground resolution "
+                f"{gsd_min:.3g}..{gsd_max:.3g} m); the model runs at the centre's everywhere, "
+                "areas are measured where each building is. For even accuracy, warp it to a "
+                "local projected CRS (gdalwarp -t_srs EPSG:<UTM zone>)"
+            )
         if config.gsd == "native":
             target: float | None = None
         else:
             target = float(config.gsd) if config.gsd is not None else float(metadata["gsd"])
         transform, width, height = working_grid(
-            src.transform, src.width, src.height, gsd, target, config.gsd_tolerance
+            src.transform,
+            src.width,
+            src.height,
+            pixel_ground_size(src.transform, *metres),
+            target,
+            config.gsd_tolerance,
         )
         tile = tuple(int(v) for v in metadata["input_size"])
         margin = config.overlap if config.overlap is not None else int(metadata["receptive_margin"])
@@ -489,9 +580,17 @@ def plan_raster(
         needs_stats = config.normalization == "percentile" or (
             config.normalization == "auto" and dtype != "uint8"
         )
-        sample = _sample(src, provisional) if needs_stats else None
-        if needs_stats and sample is not None and len(sample) == 0:
-            notes.append(f"{Path(path).name}: no valid pixel in the statistics sample")
+        sample: NDArray[Any] | None = None
+        read: NDArray[Any] | None = None
+        if needs_stats:
+            sample, read = _sample(src, provisional)
+            if len(sample) == 0:
+                notes.append(f"{Path(path).name}: no valid pixel in the statistics sample")
+        elif np.dtype(dtype).kind == "f":
+            read = _sample(src, provisional)[1]
+        note = non_finite_note(Path(path).name, read) if read is not None else None
+        if note:
+            notes.append(note)
     scaling = choose_scaling(
         dtype,
         len(bands),
@@ -636,6 +735,8 @@ class _ProbabilitySink:
         self.plan = plan
         self.kind = kind
         self.work = temporary_sibling(target)
+        # The finished temporary file (after :meth:`stage`), which :meth:`abort` also deletes.
+        self.staged: Path | None = None
         profile = {
             "driver": "GTiff",
             "width": plan.width,
@@ -660,13 +761,20 @@ class _ProbabilitySink:
             values = np.rint(p * 255.0).astype(np.uint8)
         self.ds.write(values, 1, window=result.block.window)
 
-    def commit(self) -> None:
+    def stage(self) -> Path:
+        """Finish the file (resampled back, overviews) under its temporary name; returns it.
+
+        It is renamed onto the target with the run's other outputs
+        (:func:`mapseg_core.atomic.commit_all`), never alone.
+        """
         self.ds.close()
         final = self.work
         if self.plan.resampled:
             final = temporary_sibling(self.target)
+            self.staged = final
             self._resample_back(final)
             self.work.unlink()
+        self.staged = final
         with rasterio.open(final, "r+") as ds:
             if self.kind == "probability":
                 ds.scales = (1 / 255,)
@@ -676,7 +784,7 @@ class _ProbabilitySink:
                     factors,
                     Resampling.average if self.kind == "probability" else Resampling.nearest,
                 )
-        os.replace(final, self.target)
+        return final
 
     def _resample_back(self, final: Path) -> None:
         plan = self.plan
@@ -713,6 +821,8 @@ class _ProbabilitySink:
         with contextlib.suppress(Exception):
             self.ds.close()
         self.work.unlink(missing_ok=True)
+        if self.staged is not None:
+            self.staged.unlink(missing_ok=True)
 
 
 def _raster_target(option: str, raster: str, several: bool) -> Path:
@@ -819,32 +929,38 @@ def _tile_infer(
     done = 0
     megapixels = 0.0
     km2 = 0.0
-    with GpkgWriter(
-        output, config.layer, out_crs, provenance, overwrite=config.overwrite
-    ) as writer:
-        for plan in plans:
-            sinks: list[_ProbabilitySink] = []
-            try:
+    # Every output is staged complete under a temporary name, then all are renamed
+    # together at the end (commit_all): a failure anywhere leaves none of them.
+    staged: list[_ProbabilitySink] = []
+    try:
+        with GpkgWriter(
+            output, config.layer, out_crs, provenance, overwrite=config.overwrite
+        ) as writer:
+            for plan in plans:
+                sinks: list[_ProbabilitySink] = []
                 for opt, kind in extra_outputs:
                     sinks.append(
                         _ProbabilitySink(_raster_target(opt, plan.path, several), plan, kind)
                     )
+                    staged.append(sinks[-1])
                 valid = _run_raster(
                     plan, predictor, writer, sinks, config, report, started, done, total
                 )
                 for sink in sinks:
-                    sink.commit()
-            except BaseException:
-                for sink in sinks:
-                    sink.abort()
-                raise
-            done += len(plan.grid)
-            scale = plan.src_width * plan.src_height / (plan.width * plan.height)
-            megapixels += plan.src_width * plan.src_height / 1e6
-            km2 += valid * scale * (plan.gsd**2) / 1e6
-            if valid == 0:
-                warn(f"{plan.name} is entirely nodata; no buildings from it")
-        writer.commit()
+                    sink.stage()
+                done += len(plan.grid)
+                scale = plan.src_width * plan.src_height / (plan.width * plan.height)
+                megapixels += plan.src_width * plan.src_height / 1e6
+                km2 += valid * scale * (plan.gsd**2) / 1e6
+                if valid == 0:
+                    warn(f"{plan.name} is entirely nodata; no buildings from it")
+            moves = [(writer.stage(), writer.path)]
+            moves += [(sink.staged, sink.target) for sink in staged if sink.staged is not None]
+            commit_all(moves)
+    except BaseException:
+        for sink in staged:
+            sink.abort()
+        raise
     seconds = time.perf_counter() - started
     summary = {
         "output": str(output),
@@ -952,12 +1068,18 @@ def _write_buildings(
     options: PolishOptions,
     crs: CRS,
 ) -> None:
-    for feature in finished_polygons(buildings, plan.transform, options):
-        writer.add(
-            feature.geometry,
-            {"area_m2": feature.area_m2, "score": feature.score, "source": plan.name},
-            crs,
-        )
+    if not buildings:
+        return
+    scales = building_scales(buildings, plan)
+    for k, building in enumerate(buildings):
+        scale = (float(scales.x[k]), float(scales.y[k]), float(scales.area[k]))
+        score = round(mean_score(building), 4)
+        for part, area_m2 in polish_on_ground(building, plan.transform, scale, options):
+            writer.add(
+                part,
+                {"area_m2": round(area_m2, 3), "score": score, "source": plan.name},
+                crs,
+            )
 
 
 def write_buildings(
@@ -981,6 +1103,8 @@ def write_buildings(
 __all__ = [
     "BlockResult",
     "Predictor",
+    "building_scales",
+    "polish_on_ground",
     "RasterPlan",
     "choose_bands",
     "metres_per_unit",

@@ -3,8 +3,11 @@
 Features are buffered and appended in chunks (memory does not grow with the
 number of buildings) to a temporary file *next to* the target, so the final
 ``os.replace`` is a rename on the same file system: the target either does
-not exist or is complete. An interrupted run removes the temporary file; an
-existing target is refused unless ``overwrite`` is set.
+not exist or is complete (and durable: the file is ``fsync``-ed before the
+rename, the folder after it). An interrupted run removes the temporary file; an
+existing target is refused unless ``overwrite`` is set. A run that writes
+other outputs with the layer calls :meth:`GpkgWriter.stage` and commits them
+all together (:func:`mapseg_core.atomic.commit_all`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import geopandas as gpd
 import pyogrio
 from shapely.geometry import Polygon
 
-from mapseg_core.atomic import check_output
+from mapseg_core.atomic import check_output, replace_durably
 from mapseg_core.errors import OutputError
 
 #: Attribute columns of the building layer, in order.
@@ -115,11 +118,19 @@ class GpkgWriter:
         self._created = True
         self._rows, self._geoms = [], []
 
-    def commit(self) -> Path:
-        """Write what is buffered and rename the temporary file onto the target."""
+    def stage(self) -> Path:
+        """Write what is buffered and return the complete temporary file (not yet in place).
+
+        For runs that commit several outputs at once; :meth:`abort` still deletes it.
+        """
         self.flush()
+        return self._tmp
+
+    def commit(self) -> Path:
+        """Write what is buffered and rename the temporary file onto the target, durably."""
+        self.stage()
         try:
-            os.replace(self._tmp, self.path)
+            replace_durably(self._tmp, self.path)
         except OSError as exc:
             raise OutputError(f"cannot move the result to {self.path}: {exc.strerror}") from None
         return self.path

@@ -424,7 +424,8 @@ def polish(
     """World polygons of a building after min-area, simplify, regularize; always valid.
 
     Returns ``([], area)`` when the building is below ``min_area_m2``; the area
-    test uses the exact pixel count, so it does not depend on simplification.
+    test uses the exact pixel count, so it does not depend on simplification,
+    and cleaned parts below it are dropped too.
     Cleaning (:func:`~mapseg_core.vectorize.regularize.clean_outline`) works in
     metres around the building, never in degrees.
     """
@@ -434,6 +435,10 @@ def polish(
     geom = to_world(building.geometry, transform)
     if options.simplify > 0 or options.regularize:
         tolerance = options.simplify or REGULARIZE_TOLERANCE_PX * math.sqrt(pixel_area_m2)
+        if options.regularize:
+            # A pixel staircase is only removed by a tolerance above one pixel: below it
+            # the simplified edges follow the steps and squaring would square the steps.
+            tolerance = max(tolerance, REGULARIZE_TOLERANCE_PX * math.sqrt(pixel_area_m2))
         geom = clean_outline(
             geom,
             tolerance,
@@ -442,7 +447,11 @@ def polish(
             min_hole_area=options.min_area_m2,
         )
     parts = [g for g in shapely.get_parts(shapely.make_valid(geom)) if g.geom_type == "Polygon"]
-    parts = [g for g in parts if not g.is_empty and g.area > 0]
+    # A part the cleaning shrank (or split off) below the minimum is not written either:
+    # every polygon written has at least min_area_m2 of ground, as its area_m2 says.
+    parts = [
+        g for g in parts if g.area > 0 and g.area * options.m2_per_unit2 >= options.min_area_m2
+    ]
     return parts, area
 
 

@@ -10,10 +10,11 @@ degrees:
 1. *Simplify* (Douglas-Peucker, topology kept) with a tolerance in metres;
    the caller sets it from the model's GSD (a pixel staircase is at most one
    pixel off the edge it samples), so the steps go and the corners stay.
-2. *Dominant direction*: the orientation (modulo 90 degrees) that the
-   longest share of the simplified edges lies within ``angle_tolerance`` of,
-   refined by their length-weighted circular mean. Any orientation works: the
-   building is never assumed to be aligned with the raster.
+2. *Dominant direction*: the axes of the outline's minimum rotated
+   rectangle, unless clearly more of the simplified edges' length follows
+   the orientation (modulo 90 degrees) they agree on most (their
+   length-weighted circular mean). Any orientation works: the building is
+   never assumed to be aligned with the raster.
 3. *Snap*: each simplified edge within ``angle_tolerance`` of the dominant
    direction or its perpendicular becomes exactly parallel to it, placed at
    the mean offset of the raw outline's vertices it replaces (a staircase's
@@ -87,6 +88,29 @@ def dominant_direction(ring: NDArray[np.float64], angle_tolerance: float = 15.0)
     # Circular mean of 4 x angle (period 90 degrees), weighted by length.
     z = np.sum(lengths[near] * np.exp(4j * angles[near]))
     return float(np.mod(np.angle(z) / 4, math.pi / 2))
+
+
+def envelope_direction(polygon: Polygon) -> float:
+    """Direction (radians, in [0, pi/2)) of the polygon's minimum rotated rectangle.
+
+    A pixel staircase biases its own edges towards the grid (a 30 degree roof
+    edge simplifies to segments at 26 degrees), while the smallest enclosing
+    rectangle of the same outline is set by its extreme points and lands
+    within a fraction of a degree of the roof's axes.
+    """
+    ring = np.asarray(shapely.oriented_envelope(polygon).exterior.coords, dtype=np.float64)
+    if len(ring) < 3:
+        return 0.0
+    d = ring[1] - ring[0]
+    return float(np.mod(math.atan2(d[1], d[0]), math.pi / 2))
+
+
+def _support(ring: NDArray[np.float64], theta: float, angle_tolerance: float = 10.0) -> float:
+    """Length of the ring's edges within ``angle_tolerance`` degrees of ``theta`` modulo 90."""
+    angles, lengths = _edges(ring)
+    diff = np.abs(np.mod(angles - theta, math.pi / 2))
+    diff = np.minimum(diff, math.pi / 2 - diff)
+    return float(lengths[diff <= math.radians(angle_tolerance)].sum())
 
 
 def _cross(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
@@ -241,7 +265,12 @@ def clean_outline(
     if regularize and tolerance > 0:
         shell_raw = np.asarray(local.exterior.coords, dtype=np.float64)
         shell_simple = np.asarray(simple.exterior.coords, dtype=np.float64)
-        theta = dominant_direction(shell_simple, min(angle_tolerance, 15.0))
+        # The enclosing rectangle's axes unless the edges clearly follow other ones
+        # (an L whose long wing is diagonal to its bounding box).
+        theta = envelope_direction(local)
+        by_edges = dominant_direction(shell_simple, min(angle_tolerance, 15.0))
+        if _support(shell_simple, by_edges) > 1.25 * _support(shell_simple, theta):
+            theta = by_edges
         shell, share = _regularize_ring(
             shell_simple, shell_raw, theta, tolerance, angle_tolerance, corner_cut * tolerance
         )

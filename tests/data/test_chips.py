@@ -223,3 +223,30 @@ def test_massachusetts_chips_match_the_footprints(tmp_path, shared_data):
     iou = (drawn & expected).sum() / (drawn | expected).sum()
     assert iou >= 0.99, iou
     assert summary.chips == 16 and summary.buildings == 405
+
+
+def test_float_raster_with_nan_corner_gives_the_uint8_chips(tmp_path, scene_set):
+    raster, labels, _ = scene_set
+    with rasterio.open(raster) as src:
+        data = src.read().astype(np.float32)
+        profile = src.profile | {"dtype": "float32"}
+    data[:, :40, 136:] = np.nan  # a NaN corner, no nodata declared
+    data[0, 150, 100] = np.inf
+    floats = tmp_path / "scene_f32.tif"
+    with rasterio.open(floats, "w", **profile) as dst:
+        dst.write(data)
+    config = ChipConfig(size=64, where="Niveau_2 == 'Building'", skip_nodata=0.5)
+    want = make_chips(raster, labels, tmp_path / "u8", config)
+    got = make_chips(floats, labels, tmp_path / "f32", config)
+    assert sum("NaN" in n for n in got.warnings) == 1
+    a = json.loads((tmp_path / "u8/annotation.json").read_text())
+    b = json.loads((tmp_path / "f32/annotation.json").read_text())
+    assert [x["segmentation"] for x in b["annotations"]] == [
+        x["segmentation"] for x in a["annotations"]
+    ]
+    assert got.chips == want.chips and got.skipped_nodata == want.skipped_nodata
+    # NaN pixels are black (nodata), the stretch is finite, roofs stay roof-coloured
+    from PIL import Image
+
+    corner = np.asarray(Image.open(tmp_path / "f32/images/scene_f32_r000000_c000136.png"))
+    assert (corner[:40] == 0).all() and corner[40:].any()

@@ -65,3 +65,30 @@ def test_existing_and_unwritable_outputs_are_refused(tmp_path: Path):
         check_output(tmp_path / "missing" / "x.gpkg", overwrite=False)
     with pytest.raises(OutputError, match="is a folder"):
         check_output(tmp_path, overwrite=False)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell fds apart")
+def test_commit_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import os
+
+    from mapseg_core import atomic
+
+    log: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        log.append("fsync-dir" if os.path.isdir(target) else f"fsync {Path(target).suffix}")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        log.append(f"replace {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with GpkgWriter(tmp_path / "b.gpkg", "b", "EPSG:32633", {}) as w:
+        w.add(box(0, 0, 1, 1), {"area_m2": 1.0, "score": 1.0, "source": "x"}, "EPSG:32633")
+        w.commit()
+    assert log == ["fsync .gpkg", "replace b.gpkg", "fsync-dir"]
+    assert len(gpd.read_file(tmp_path / "b.gpkg")) == 1
