@@ -49,7 +49,7 @@ class WorkerSpec:
     model_sha256: str
     # Windows per predict call.
     batch_size: int
-    # TensorFlow intra-op threads per worker (None: TensorFlow's default, all cores).
+    # TensorFlow (or ONNX Runtime) intra-op threads per worker (None: the default, all cores).
     tf_threads: int | None = None
 
 
@@ -89,9 +89,11 @@ def worker_predictor(
     Raises:
         ModelError: the file is missing here or is not the one the client hashed.
     """
+    from mapseg_core.inference.onnx_runtime import is_onnx, load_onnx
     from mapseg_core.models.artifact import file_sha256, load_artifact
 
-    if tf_threads:
+    onnx = is_onnx(model_path)
+    if tf_threads and not onnx:
         _set_tf_threads(tf_threads)
     if not os.path.isfile(model_path):
         raise ModelError(
@@ -103,7 +105,10 @@ def worker_predictor(
             f"model file {model_path} on worker {_worker_name()} differs from the client's; "
             "give every worker the same model file"
         )
-    model, metadata = load_artifact(model_path)
+    if onnx:  # ONNX Runtime, its own thread pool: no TensorFlow on the worker
+        model, metadata = load_onnx(model_path, threads=tf_threads)
+    else:
+        model, metadata = load_artifact(model_path)
     return Predictor(model, metadata, batch_size)
 
 
