@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,9 +51,11 @@ in the file's metadata. Needs TensorFlow and tf2onnx: pip install
 def export(model: Path, output: Path, opset: int, overwrite: bool, as_json: bool) -> None:
     from mapseg_core.models.onnx_export import export_onnx
 
-    if not is_quiet() and not as_json:
-        click.echo(f"exporting {model} to ONNX (about a minute for an EfficientNet)...", err=True)
-    summary = export_onnx(model, output, overwrite=overwrite, opset=opset)
+    def report(event: dict[str, Any]) -> None:
+        if event["event"] == "start" and not is_quiet() and not as_json:
+            click.echo(f"exporting {model} to ONNX (under a minute for an EfficientNet)", err=True)
+
+    summary = export_onnx(model, output, overwrite=overwrite, opset=opset, report=report)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

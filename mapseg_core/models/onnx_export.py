@@ -37,6 +37,7 @@ from typing import Any
 from mapseg_core.atomic import atomic_path, check_output
 from mapseg_core.errors import ConfigError, MapsegError, ModelError, OutputError
 from mapseg_core.models.artifact import file_sha256, read_metadata
+from mapseg_core.progress import Reporter, null_reporter
 from mapseg_core.vectorize.pipeline import DEFAULT_POLISH
 
 #: ONNX opset written by default: onnxruntime >= 1.14 and Deepness' (>= 1.16) run it.
@@ -132,6 +133,7 @@ def export_onnx(
     *,
     overwrite: bool = False,
     opset: int = DEFAULT_OPSET,
+    report: Reporter = null_reporter,
 ) -> dict[str, Any]:
     """Write ``model_path`` (a mapseg ``.keras`` file) as an ONNX model, atomically.
 
@@ -140,6 +142,8 @@ def export_onnx(
         output: target ``.onnx`` file.
         overwrite: replace an existing output.
         opset: ONNX opset version.
+        report: receives ``{"event": "start", ...}`` once the inputs are checked,
+            before the slow conversion, and ``{"event": "done", "summary": ...}``.
 
     Returns:
         A summary: ``output``, ``bytes``, ``seconds``, ``tile_size``, ``opset``
@@ -164,6 +168,7 @@ def export_onnx(
     deepness = deepness_metadata(meta)
     props = {"mapseg": onnx_metadata(meta, model_path, opset), **deepness}
     _check_converters()
+    report({"event": "start", "model": str(model_path), "output": str(output)})
 
     from mapseg_core.models.artifact import load_artifact
 
@@ -182,7 +187,7 @@ def export_onnx(
     )
     with atomic_path(output, suffix=".onnx") as tmp:
         onnx.save(proto, str(tmp))
-    return {
+    summary = {
         "output": str(output),
         "bytes": output.stat().st_size,
         "seconds": round(time.perf_counter() - started, 1),
@@ -190,6 +195,8 @@ def export_onnx(
         "opset": opset,
         "deepness": deepness,
     }
+    report({"event": "done", "summary": summary})
+    return summary
 
 
 def _check_converters() -> None:
