@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate_vectors",
     "preview",
     "info",
+    "export",
 )
 
 

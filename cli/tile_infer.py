@@ -42,7 +42,8 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
     "--model",
     "model",
     type=click.Path(path_type=Path),
-    help="mapseg model file (.keras) written by mapseg train (default: the bundled model).",
+    help="mapseg model file: .keras written by mapseg train, or .onnx written by mapseg "
+    "export (ONNX Runtime, no TensorFlow). Default: the bundled model.",
 )
 @click.option("--bands", callback=band_list, help="Raster bands in model order, e.g. 1,2,3.")
 @click.option(
@@ -145,6 +146,7 @@ def tile_infer(
     \b
     $ mapseg tile-infer ortho.tif -o buildings.gpkg
     $ mapseg tile-infer ortho.tif -o buildings.gpkg --model run/model.keras
+    $ mapseg tile-infer ortho.tif -o buildings.gpkg --model buildings.onnx
     $ mapseg tile-infer a.tif b.tif -o out.gpkg --model m.keras --simplify 0.5
     $ mapseg tile-infer ortho.tif -o pixels.gpkg --outline pixel
     $ mapseg tile-infer mass.tif -o out.gpkg --model m.keras --nodata none --progress json

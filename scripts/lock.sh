@@ -10,6 +10,6 @@ cd "$(dirname "$0")/.."
 if ! command -v uv >/dev/null 2>&1; then
     python3 -m pip install --quiet uv
 fi
-uv pip compile pyproject.toml --extra tensorflow --extra distributed --extra dev \
+uv pip compile pyproject.toml --extra tensorflow --extra onnx --extra export --extra distributed --extra dev \
     --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
     --custom-compile-command "bash scripts/lock.sh" -o requirements/lock.txt "$@"

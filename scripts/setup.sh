@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install mapseg with TensorFlow, Dask and the dev tools, at
+# Create .venv and install mapseg with TensorFlow, ONNX Runtime and the ONNX exporter, Dask and the dev tools, at
 # the exact versions CI tested (requirements/lock.txt, refreshed with
 # `bash scripts/lock.sh --upgrade`). On another platform or Python than the
 # lock's (Linux x86_64, CPython 3.11) it resolves pyproject.toml's ranges instead.
@@ -17,4 +17,4 @@ else
     echo "setup.sh: requirements/lock.txt is for CPython 3.11 on Linux x86_64; resolving pyproject.toml's ranges instead" >&2
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet "${constraints[@]}" -e ".[tensorflow,distributed,dev]"
+.venv/bin/python -m pip install --quiet "${constraints[@]}" -e ".[tensorflow,onnx,export,distributed,dev]"

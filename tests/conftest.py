@@ -46,3 +46,13 @@ def scene_raster(tmp_path: Path) -> tuple[Path, list]:
 
     img, shapes = scene()
     return write_raster(tmp_path / "scene.tif", img), shapes
+
+
+@pytest.fixture(scope="session")
+def stub_onnx(stub_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stub model exported with ``mapseg export`` (64x64 tiles, NCHW, sigmoid)."""
+    from mapseg_core.models.onnx_export import export_onnx
+
+    out = tmp_path_factory.mktemp("stub-onnx") / "stub.onnx"
+    export_onnx(stub_model, out)
+    return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ class WorkerSpec:
     model_sha256: str
     # Windows per predict call.
     batch_size: int
-    # TensorFlow intra-op threads per worker (None: TensorFlow's default, all cores).
+    # TensorFlow (or ONNX Runtime) intra-op threads per worker (None: the default, all cores).
     tf_threads: int | None = None
 
 
@@ -78,16 +79,22 @@ class BlockOutcome:
 _backend_threads: int | None = None
 
 
-def _set_tf_threads(threads: int) -> None:
+def _set_tf_threads(threads: int, import_backend: bool = True) -> None:
     """Limit the backend's thread pools (TensorFlow, OpenMP, MKL) in this process.
 
     TensorFlow only accepts it before its runtime starts; a later call is a
-    no-op (the first setting stays).
+    no-op (the first setting stays). ``import_backend=False`` (an ONNX job)
+    records the count for ONNX Runtime and sets TensorFlow's only if it is
+    already loaded: a worker that runs an ``.onnx`` model never imports it.
     """
     global _backend_threads
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    if _backend_threads is None:
+        _backend_threads = threads
+    if not import_backend and "tensorflow" not in sys.modules:
+        return
     try:
         import tensorflow as tf
     except ImportError:
@@ -95,8 +102,6 @@ def _set_tf_threads(threads: int) -> None:
     with contextlib.suppress(RuntimeError):  # runtime already initialised: too late, harmless
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    if _backend_threads is None:
-        _backend_threads = threads
 
 
 def backend_threads() -> dict[str, Any]:
@@ -132,8 +137,9 @@ class BackendThreads:
 
     name = "mapseg-backend-threads"
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, import_backend: bool = True):
         self.threads = threads
+        self.import_backend = import_backend
 
     async def setup(self, worker: Any) -> None:
         threads = self.threads
@@ -146,14 +152,20 @@ class BackendThreads:
                     1, sum(1 for a in info.get("workers", {}) if a.rsplit(":", 1)[0] == host)
                 )
             threads = max(1, usable_cores() // processes)
-        _set_tf_threads(threads)
+        _set_tf_threads(threads, self.import_backend)
 
 
-def register_backend_threads(client: Any, threads: int | None) -> None:
-    """Install :class:`BackendThreads` on ``client``'s cluster (current and future workers)."""
+def register_backend_threads(client: Any, threads: int | None, import_backend: bool = True) -> None:
+    """Install :class:`BackendThreads` on ``client``'s cluster (current and future workers).
+
+    ``import_backend=False`` for ONNX models: the workers' thread count is set
+    without importing TensorFlow.
+    """
     from distributed import WorkerPlugin
 
-    plugin = type("MapsegBackendThreads", (BackendThreads, WorkerPlugin), {})(threads)
+    plugin = type("MapsegBackendThreads", (BackendThreads, WorkerPlugin), {})(
+        threads, import_backend
+    )
     client.register_plugin(plugin, name=BackendThreads.name)
 
 
@@ -210,10 +222,12 @@ def worker_predictor(
 def _load_predictor(
     model_path: str, model_sha256: str, batch_size: int, tf_threads: int | None
 ) -> Predictor:
+    from mapseg_core.inference.onnx_runtime import is_onnx, load_onnx
     from mapseg_core.models.artifact import file_sha256, load_artifact
 
+    onnx = is_onnx(model_path)
     if tf_threads:
-        _set_tf_threads(tf_threads)
+        _set_tf_threads(tf_threads, import_backend=not onnx)
     if not os.path.isfile(model_path):
         raise ModelError(
             f"model file {model_path} not found on worker {_worker_name()}; "
@@ -224,7 +238,10 @@ def _load_predictor(
             f"model file {model_path} on worker {_worker_name()} differs from the client's; "
             "give every worker the same model file"
         )
-    model, metadata = load_artifact(model_path)
+    if onnx:  # ONNX Runtime, its own thread pool: no TensorFlow on the worker
+        model, metadata = load_onnx(model_path, threads=tf_threads or _backend_threads)
+    else:
+        model, metadata = load_artifact(model_path)
     return Predictor(_SerialModel(model), metadata, batch_size)
 
 
@@ -257,7 +274,9 @@ def warm_up(client: Any, spec: WorkerSpec) -> None:
     The thread plugin also reaches workers that join later; the model load is
     optional (tasks load it on demand).
     """
-    register_backend_threads(client, spec.tf_threads)
+    from mapseg_core.inference.onnx_runtime import is_onnx
+
+    register_backend_threads(client, spec.tf_threads, import_backend=not is_onnx(spec.model_path))
     client.run(_load_here, spec.model_path, spec.model_sha256, spec.batch_size, spec.tf_threads)
 
 

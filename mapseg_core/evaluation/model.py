@@ -65,7 +65,7 @@ def predict_instances(
     drop it before handing results to pycocotools). ``metadata`` (the model
     file's) gives the outline defaults and the GSD.
     """
-    from mapseg_core.data.pipeline import prepare_sample
+    from mapseg_core.data.samples import prepare_sample
     from mapseg_core.inference.stitch import to_probability
 
     options = image_polish_options(metadata or {})

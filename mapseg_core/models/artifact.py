@@ -125,12 +125,21 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     has finished, otherwise what its ``config.json`` decides; ``checkpoint``
     then names the file and ``metrics`` are dropped (they belong to other weights).
 
+    An ``.onnx`` file written by ``mapseg export`` carries the same metadata
+    (read with ONNX Runtime, see :mod:`mapseg_core.inference.onnx_runtime`).
+
     Raises:
         ModelError: the file is missing, not a zip, or not a mapseg model.
     """
     path = Path(path)
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        from mapseg_core.inference.onnx_runtime import read_onnx_metadata
+
+        return {**DEFAULT_METADATA, **read_onnx_metadata(path)}
     if not path.is_file():
-        raise ModelError(f"model file {path} not found; pass --model PATH to a mapseg .keras file")
+        raise ModelError(
+            f"model file {path} not found; pass --model PATH to a mapseg .keras or .onnx file"
+        )
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -185,10 +194,18 @@ def load_artifact(
 ) -> tuple[Any, dict[str, Any]]:
     """Load a mapseg model file: ``(keras_model, metadata)``.
 
+    An ``.onnx`` file gives an :class:`~mapseg_core.inference.onnx_runtime.OnnxModel`
+    instead (same ``predict_on_batch`` contract, ONNX Runtime, no Keras import).
+
     Raises:
         ModelError: missing file, not a mapseg model, or Keras cannot rebuild it.
     """
     meta = read_metadata(path)
+    if Path(path).suffix.lower() == ".onnx":
+        from mapseg_core.inference.onnx_runtime import load_onnx
+
+        model, onnx_meta = load_onnx(path)
+        return model, {**DEFAULT_METADATA, **onnx_meta}
     from mapseg_core.backend import keras
     from mapseg_core.models import losses  # noqa: F401  (registers custom objects)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ def evaluate_model(
     """Loss, binary accuracy, Dice, spatial TPR and IoU per split.
 
     Args:
-        model_path: a mapseg ``.keras`` model file.
+        model_path: a mapseg ``.keras`` model file, or an ``.onnx`` file from
+            ``mapseg export`` (scored on ONNX Runtime without Keras; the pixel
+            table then comes from :class:`~mapseg_core.evaluation.pixels.PixelScores`).
         annotations, images_dir: the COCO export to score on.
         split_file: a run's ``splits.json``; without it every annotated image
             is scored as one column ``all``.
@@ -64,27 +67,38 @@ def evaluate_model(
                     f"{len(missing)} image id(s) of split {name!r} in {split_file} are not in "
                     f"{annotations} (e.g. {missing[:3]}); pass the annotations the run used"
                 )
-    from mapseg_core.data.pipeline import CocoSequence
-    from mapseg_core.models.losses import ComboLoss, make_metrics
+    from mapseg_core.inference.onnx_runtime import is_onnx
 
+    ce_weight = float(train_cfg.get("ce_weight", 0.05))
     model, meta = load_artifact(model_path)
-    model.compile(loss=ComboLoss(float(train_cfg.get("ce_weight", 0.05))), metrics=make_metrics())
     size = tuple(meta["input_size"])
     resize_mode = train_cfg.get("resize_mode", "resize")
+    onnx = is_onnx(model_path)
+    if not onnx:
+        from mapseg_core.models.losses import ComboLoss, make_metrics
+
+        model.compile(loss=ComboLoss(ce_weight), metrics=make_metrics())
     report({"event": "start", "total": len(groups), "unit": "split"})
     results: dict[str, dict[str, float]] = {}
     for done, (name, ids) in enumerate(groups.items(), start=1):
         if not ids:
             continue
-        seq = CocoSequence(
-            dataset,
-            ids,
-            batch_size,
-            size,  # type: ignore[arg-type]
-            resize_mode=resize_mode,
-            workers=workers,
-        )
-        scores = model.evaluate(seq, verbose=0, return_dict=True)
+        if onnx:  # ONNX Runtime: the same table in numpy, Keras is never imported
+            scores = pixel_scores(
+                model, meta, dataset, ids, size, resize_mode, batch_size, ce_weight
+            )
+        else:
+            from mapseg_core.data.pipeline import CocoSequence
+
+            seq = CocoSequence(
+                dataset,
+                ids,
+                batch_size,
+                size,  # type: ignore[arg-type]
+                resize_mode=resize_mode,
+                workers=workers,
+            )
+            scores = model.evaluate(seq, verbose=0, return_dict=True)
         results[name] = {k: float(v) for k, v in scores.items()}
         if polygons:
             from mapseg_core.evaluation.model import (
@@ -117,3 +131,40 @@ def evaluate_model(
         )
     report({"event": "done", "summary": results})
     return results
+
+
+def pixel_scores(
+    model: Any,
+    meta: dict[str, Any],
+    dataset: Any,
+    ids: Sequence[int],
+    size: tuple[int, ...],
+    resize_mode: str,
+    batch_size: int,
+    ce_weight: float,
+) -> dict[str, float]:
+    """The pixel table of ``model`` (any ``predict_on_batch`` model) on ``ids``, in numpy.
+
+    Samples are brought to ``size`` exactly as Keras' ``CocoSequence`` does
+    (:func:`~mapseg_core.data.samples.prepare_sample`, no augmentation).
+    """
+    import numpy as np
+
+    from mapseg_core.data.samples import prepare_sample
+    from mapseg_core.evaluation.pixels import PixelScores
+    from mapseg_core.inference.stitch import to_probability
+
+    kind = "logits" if str(meta.get("output", "logits")) == "logits" else "probabilities"
+    scores = PixelScores(ce_weight=ce_weight)
+    ids = [int(i) for i in ids]
+    for start in range(0, len(ids), batch_size):
+        images, masks = [], []
+        for image_id in ids[start : start + batch_size]:
+            image, mask = dataset.load_sample(image_id)
+            x, y = prepare_sample(image, mask, (int(size[0]), int(size[1])), resize_mode)  # type: ignore[arg-type]
+            images.append(x)
+            masks.append(y)
+        raw = np.asarray(model.predict_on_batch(np.stack(images)))
+        prob = to_probability(raw.reshape(raw.shape[:3]), kind)  # type: ignore[arg-type]
+        scores.add(np.stack(masks)[..., 0], prob)
+    return scores.result()

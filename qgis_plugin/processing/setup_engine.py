@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputString,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterString,
 )
@@ -26,14 +27,32 @@ from qgis.core import (
 from .. import engine as engine_client
 from .algorithm import MapsegAlgorithm
 
+#: Engine kinds offered, in the order of the choice. Installed sizes measured in a fresh
+#: venv (docs/onnx.md): ONNX Runtime replaces TensorFlow's 1.3 GB with 80 MB; the rest is
+#: mapseg's GDAL, OpenCV, SciPy, pandas.
+ENGINE_KINDS = (
+    ("mapseg[onnx]", "Light: ONNX Runtime, about 1.1 GB; runs .onnx models (mapseg export)"),
+    ("mapseg[tensorflow,onnx]", "Full: TensorFlow, about 2.3 GB; also trains, runs .keras"),
+)
+#: The kind chosen by default: Full, until the bundled model also ships as .onnx (the
+#: light engine cannot run the bundled .keras model, so "Segment buildings" with no
+#: model file would fail on it).
+DEFAULT_KIND = 1
 #: What pip installs by default.
-DEFAULT_PACKAGE = "mapseg[tensorflow]"
+DEFAULT_PACKAGE = ENGINE_KINDS[DEFAULT_KIND][0]
+
+
+def package_to_install(kind: int, package: str) -> str:
+    """The pip requirement: ``package`` when given (a wheel, a folder), else the kind's."""
+    if package.strip():
+        return package.strip()
+    return ENGINE_KINDS[min(max(kind, 0), len(ENGINE_KINDS) - 1)][0]
 #: Checks a candidate interpreter: a Python >= 3.10 with venv.
 _PYTHON_CHECK = "import sys, venv, ensurepip; print(sys.version_info >= (3, 10))"
 
 
 class SetupEngineAlgorithm(MapsegAlgorithm):
-    """``python -m venv <profile>/mapseg/engine`` + ``pip install mapseg[tensorflow]``."""
+    """``python -m venv <profile>/mapseg/engine`` + ``pip install mapseg[onnx]`` or TensorFlow."""
 
     NAME = "setupengine"
     DISPLAY_NAME = "Set up mapseg engine"
@@ -47,13 +66,18 @@ class SetupEngineAlgorithm(MapsegAlgorithm):
         "Providers → mapseg. Run it again to upgrade.<br>"
         "<b>Python</b>: a Python 3.10 to 3.12 to build the environment with (empty: "
         "python3/python on PATH, then the Python that came with QGIS).<br>"
-        "<b>Package</b>: what pip installs: mapseg[tensorflow], a wheel file or a "
-        "source folder.<br>"
+        "<b>Engine</b>: <i>Full</i> (the default) installs TensorFlow, needed to train and "
+        "to run .keras models such as the bundled one; <i>Light</i> installs ONNX Runtime "
+        "instead of TensorFlow and runs only .onnx models written by mapseg export "
+        "(pass one as Model file).<br>"
+        "<b>Package</b>: empty for the engine chosen above, or a wheel file or a "
+        "source folder to install instead.<br>"
         "<b>Extra pip arguments</b>: e.g. --index-url URL, or --no-index --find-links DIR "
         "for offline installs."
     )
 
     PYTHON = "PYTHON"
+    KIND = "KIND"
     PACKAGE = "PACKAGE"
     PIP_ARGS = "PIP_ARGS"
     FOLDER = "FOLDER"
@@ -71,8 +95,18 @@ class SetupEngineAlgorithm(MapsegAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterEnum(
+                self.KIND,
+                self.tr("Engine"),
+                options=[self.tr(label) for _, label in ENGINE_KINDS],
+                defaultValue=DEFAULT_KIND,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterString(
-                self.PACKAGE, self.tr("Package to install"), defaultValue=DEFAULT_PACKAGE
+                self.PACKAGE,
+                self.tr("Package to install instead (empty: the engine above)"),
+                optional=True,
             )
         )
         advanced = [
@@ -99,11 +133,14 @@ class SetupEngineAlgorithm(MapsegAlgorithm):
         python = self._python(parameters, context, feedback)
         folder_text = self.parameterAsString(parameters, self.FOLDER, context).strip()
         folder = Path(folder_text) if folder_text else engine_client.private_environment()
-        package = self.parameterAsString(parameters, self.PACKAGE, context).strip()
+        package = package_to_install(
+            self.parameterAsEnum(parameters, self.KIND, context),
+            self.parameterAsString(parameters, self.PACKAGE, context),
+        )
         pip_args = self.parameterAsString(parameters, self.PIP_ARGS, context).split()
         created = not folder.exists()
         try:
-            return self._install(python, folder, package or DEFAULT_PACKAGE, pip_args, feedback)
+            return self._install(python, folder, package, pip_args, feedback)
         except QgsProcessingException:
             if created:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -118,8 +155,10 @@ class SetupEngineAlgorithm(MapsegAlgorithm):
             self._run([python, "-m", "venv", str(folder)], feedback, env)
         feedback.setProgress(15)
         feedback.pushInfo(
-            self.tr("installing {package} (about 1 GB with TensorFlow; it can take several "
-                    "minutes)").format(package=package)
+            self.tr("installing {package} ({size}; it can take several minutes)").format(
+                package=package,
+                size=self.tr("about 2.3 GB" if "tensorflow" in package else "about 1.1 GB"),
+            )
         )
         steps = {"n": 0}
 

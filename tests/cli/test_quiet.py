@@ -124,3 +124,33 @@ def test_quiet_stderr_keeps_what_the_c_level_wrote():
     with quiet_stderr() as captured:
         os.write(2, b"a C++ notice\n")
     assert captured == ["a C++ notice\n"]
+
+
+def test_onnx_models_run_without_keras_or_tensorflow(tmp_path, stub_onnx, scene_raster):
+    """tile-infer and evaluate on an exported .onnx model, with Keras and TensorFlow
+    made unimportable (as in a `pip install mapseg[onnx]` environment without them)."""
+    from helpers import make_learnable_coco
+
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    raster, shapes = scene_raster
+    out = tmp_path / "onnx.gpkg"
+    args = ["tile-infer", str(raster), "-o", str(out), "--model", str(stub_onnx), "--json"]
+    code, stderr, backends = _run([*args, "--progress", "none"], env=env)
+    assert code == 0, stderr
+    assert backends == [] and out.exists()
+    assert stderr.strip() == "", stderr
+    annotations, images = make_learnable_coco(tmp_path / "coco", n_images=4)
+    code, stderr, backends = _run(
+        ["evaluate", str(stub_onnx), str(annotations), str(images), "--json"], env=env
+    )
+    assert code == 0, stderr
+    assert backends == []
