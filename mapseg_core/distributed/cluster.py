@@ -179,15 +179,15 @@ class _SerialModel:
     """
 
     def __init__(self, model: Any):
-        self._model = model
+        self.wrapped = model
         self._lock = threading.Lock()
 
     def predict_on_batch(self, x: Any) -> Any:
         with self._lock:
-            return self._model.predict_on_batch(x)
+            return self.wrapped.predict_on_batch(x)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
+        return getattr(self.wrapped, name)
 
 
 _cache: dict[tuple[str, str, int, int | None], Predictor] = {}

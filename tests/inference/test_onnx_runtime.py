@@ -62,7 +62,8 @@ def test_worker_predictor_loads_onnx_without_tensorflow_threads(stub_onnx):
     from mapseg_core.models.artifact import file_sha256
 
     predictor = worker_predictor(str(stub_onnx), file_sha256(stub_onnx), 4, 2)
-    assert isinstance(predictor.model, OnnxModel) and not predictor.any_size
+    # Wrapped so the worker's threads take turns (distributed.cluster._SerialModel).
+    assert isinstance(predictor.model.wrapped, OnnxModel) and not predictor.any_size
     assert predictor.model.session.get_session_options().intra_op_num_threads == 2
     windows = np.zeros((6, 64, 64, 3), np.float32)
     assert predictor(windows).shape == (6, 64, 64)
