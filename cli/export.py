@@ -15,6 +15,7 @@ is and that mapseg tile-infer / evaluate run on ONNX Runtime without TensorFlow.
 
 \b
 $ mapseg export run/model.keras -o buildings.onnx
+$ mapseg export -o bundled.onnx                  # the bundled model
 $ mapseg export run/best.keras -o best.onnx --overwrite
 $ mapseg tile-infer ortho.tif -o buildings.gpkg --model buildings.onnx
 
@@ -29,7 +30,7 @@ in the file's metadata. Needs TensorFlow and tf2onnx: pip install
 
 
 @click.command("export", help=_HELP)
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -48,8 +49,13 @@ in the file's metadata. Needs TensorFlow and tf2onnx: pip install
 @overwrite
 @json_output
 @verbosity
-def export(model: Path, output: Path, opset: int, overwrite: bool, as_json: bool) -> None:
+def export(model: Path | None, output: Path, opset: int, overwrite: bool, as_json: bool) -> None:
     from mapseg_core.models.onnx_export import export_onnx
+
+    if model is None:
+        from mapseg_core.models.artifact import bundled_model_path
+
+        model = bundled_model_path()
 
     def report(event: dict[str, Any]) -> None:
         if event["event"] == "start" and not is_quiet() and not as_json:

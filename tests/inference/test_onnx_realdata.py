@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from click.testing import CliRunner
 
+from mapseg_cli.main import cli
 from mapseg_core.config import TileConfig
 from mapseg_core.inference.engine import tile_infer
 from mapseg_core.models.artifact import bundled_model_path
-from mapseg_core.models.onnx_export import export_onnx
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -20,7 +21,9 @@ def test_bundled_model_onnx_and_keras_agree_on_inria_austin(shared_data: Path, t
     raster = shared_data / "inria-austin" / "aerial_sample.tif"
     keras_file = bundled_model_path()
     onnx_file = tmp_path / "buildings-b0.onnx"
-    export_onnx(keras_file, onnx_file)
+    # `mapseg export` with no MODEL exports the bundled one (what the README shows).
+    result = CliRunner().invoke(cli, ["export", "-o", str(onnx_file), "-q"])
+    assert result.exit_code == 0, result.output + result.stderr
     masks, probs, counts = [], [], []
     for name, model in (("keras", keras_file), ("onnx", onnx_file)):
         config = TileConfig(
