@@ -16,6 +16,7 @@ $ mapseg train annotation.json images/ -o run --preset b0 \\
       --encoder-weights ../shared/weights/efficientnetb0_imagenet_notop.weights.h5
 $ mapseg train annotation.json images/ -o run --preset seed-b4 --epochs 1 --encoder-weights none
 $ mapseg train --resume run --epochs 40
+$ mapseg train annotation.json images/ -o run --preset b0 --validation-freq 5
 
 Writes RUN_DIR/model.keras (the model file for evaluate, tile-infer and QGIS),
 best.keras, splits.json, config.json, history.csv, report.csv, TensorBoard logs
@@ -24,7 +25,8 @@ Every option defaults to the preset's value (seed-b4 is the seed post's setup).
 The learning rate is either the SGDR schedule or constant; ReduceLROnPlateau
 only works with a constant rate (--lr-schedule constant --reduce-lr-on-plateau),
 because Keras cannot lower a scheduled rate. An interrupted run (Ctrl-C, kill)
-resumes from its last finished epoch with --resume RUN_DIR.
+resumes with --resume RUN_DIR: from its last finished epoch after Ctrl-C, from
+its last checkpoint (at most --checkpoint-interval seconds old) after a kill.
 """
 
 
@@ -130,6 +132,19 @@ def _int_list(
 @click.option("--train-size", type=float, help="Fraction of images for train+valid (rest: test).")
 @click.option("--valid-size", type=float, help="Fraction of train+valid held out for validation.")
 @click.option("--gsd", type=float, help="Ground sampling distance of the images, m/pixel.")
+@click.option(
+    "--validation-freq",
+    type=click.IntRange(min=1),
+    help="Validate every N epochs (and on the first and last); patience stays in epochs. "
+    "$ mapseg train a.json images -o run --preset b0 --validation-freq 5",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(min=0),
+    help="Seconds between checkpoints (Ctrl-C, the first and the last epoch always save; "
+    "kill -9 loses at most this much); 0: every epoch. "
+    "$ mapseg train a.json images -o run --checkpoint-interval 0",
+)
 @overwrite
 @progress_option
 @verbosity

@@ -121,6 +121,12 @@ class TrainConfig:
     preview_images: int = 8
     # Ground sampling distance of the training imagery in metres (crowdAI: ~0.3); used by tiling.
     gsd: float = 0.3
+    # Validate every N epochs (always also on the first epoch of a run or resume, and the last);
+    # early-stopping and ReduceLROnPlateau patience stay in epochs. 1: every epoch (the seed).
+    validation_freq: int = 1
+    # Seconds between checkpoints (last.keras, best.keras, run.json); the first and last epoch
+    # and Ctrl-C always save. A kill -9 loses at most this much training. 0: every epoch.
+    checkpoint_interval: float = 120.0
 
     @property
     def early_stopping(self) -> int:
@@ -220,6 +226,16 @@ def validate(config: Any) -> Any:
             raise ConfigError("train_size and valid_size must be between 0 and 1")
         if config.batch_size < 1 or config.epochs < 1:
             raise ConfigError("batch_size and epochs must be at least 1")
+        if config.validation_freq < 1:
+            raise ConfigError(
+                f"validation_freq must be at least 1 epoch, got {config.validation_freq}; "
+                "pass --validation-freq 1 to validate every epoch"
+            )
+        if not config.checkpoint_interval >= 0:
+            raise ConfigError(
+                f"checkpoint_interval must be 0 or more seconds, got {config.checkpoint_interval}; "
+                "pass --checkpoint-interval 0 to save after every epoch"
+            )
     return config
 
 

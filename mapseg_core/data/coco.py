@@ -170,12 +170,19 @@ class CocoDataset:
         """JSON-serialisable description of the dataset, stored in the model metadata.
 
         It records which file and categories a model was trained on, so a
-        model can be traced back to its data.
+        model can be traced back to its data. A model file travels: paths are
+        recorded relative (the annotation file's name, the image folder
+        relative to it) and the file's SHA-256 identifies the data wherever it
+        lies, so nothing of the machine it was trained on (user names, mount
+        points) ends up in a model someone else receives.
         """
+        from mapseg_core.models.artifact import file_sha256, portable_path
+
         ann_ids = self._coco.getAnnIds(imgIds=list(self.image_ids), catIds=list(self.category_ids))
         return {
-            "annotations": str(self.annotations),
-            "images_dir": str(self.images_dir),
+            "annotations": self.annotations.name,
+            "annotations_sha256": file_sha256(self.annotations),
+            "images_dir": portable_path(self.images_dir, self.annotations.parent),
             "images": len(self.image_ids),
             "annotations_count": len(ann_ids),
             "categories": [

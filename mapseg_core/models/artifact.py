@@ -22,7 +22,8 @@ what a tiling engine or a colleague needs to use the model correctly:
                       QGIS when the user sets none: ``{"outline": "clean" | "simple" | "pixel",
                       "simplify_px": 1.5, "min_area_m2": 2.0}`` (tolerance in pixels of the
                       coarser of the raster's and the model's GSD); files without it get these
-``training_data``     summary: annotation file, image count, splits, categories
+``training_data``     summary: annotation file name and SHA-256, image folder relative to it,
+                      image count, splits, categories (never an absolute path)
 ``metrics``           evaluation results by split
 ``created``           ISO timestamp
 """
@@ -101,6 +102,36 @@ def _strip_optimizer(model: Any) -> Any:
     return clone
 
 
+def portable_path(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> str:
+    """``path`` as written into a model file: relative to ``base`` when beneath it, else its name.
+
+    A model file is handed to other people and machines: an absolute path
+    would leak the trainer's folders (user name, mounts) and mean nothing
+    elsewhere. ``Path.resolve`` is not used, so symlinked data keeps the
+    names its user gave it. Always POSIX separators, so the metadata reads
+    the same whatever system wrote it.
+    """
+    target, root = Path(os.path.abspath(path)), Path(os.path.abspath(base))
+    try:
+        return target.relative_to(root).as_posix() or "."
+    except ValueError:
+        return target.name
+
+
+def portable_config(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """``RunConfig.to_dict()`` with a weights file named by its file name only.
+
+    ``encoder_weights`` may be a path on the training machine (the ImageNet
+    weights in ``../shared/weights``); the model file records which weights
+    seeded it (``efficientnetb0_imagenet_notop.weights.h5``), not where they lay.
+    """
+    model = dict(config_dict.get("model", {}))
+    weights = model.get("encoder_weights")
+    if isinstance(weights, str) and weights != "imagenet":
+        model["encoder_weights"] = Path(weights).name
+    return {**config_dict, "model": model}
+
+
 def metadata_from_config(config: Any) -> dict[str, Any]:
     """The metadata fields a :class:`~mapseg_core.config.RunConfig` decides.
 
@@ -109,7 +140,7 @@ def metadata_from_config(config: Any) -> dict[str, Any]:
     """
     return {
         "preset": config.preset,
-        "config": config.to_dict(),
+        "config": portable_config(config.to_dict()),
         "input_size": list(config.model.input_size),
         "bands": config.model.bands,
         "gsd": config.train.gsd,

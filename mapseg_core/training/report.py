@@ -123,8 +123,10 @@ def plot_history(history: Sequence[Mapping[str, float]], path: str | os.PathLike
     epochs = [int(row.get("epoch", i)) + 1 for i, row in enumerate(history)]
     for ax, key in zip(axes, panels, strict=False):
         ax.plot(epochs, [row[key] for row in history], marker="o", label="train")
-        if f"val_{key}" in history[0]:
-            ax.plot(epochs, [row[f"val_{key}"] for row in history], marker="o", label="valid")
+        val = f"val_{key}"
+        validated = [(e, r[val]) for e, r in zip(epochs, history, strict=True) if val in r]
+        if validated:  # with --validation-freq N only some epochs have validation values
+            ax.plot(*zip(*validated, strict=True), marker="o", label="valid")
         ax.set_title(METRIC_LABELS.get(key, key))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

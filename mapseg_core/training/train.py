@@ -181,7 +181,7 @@ def _run(
     from mapseg_core.backend import keras
     from mapseg_core.data.pipeline import CocoSequence, make_sequences
     from mapseg_core.models import losses  # noqa: F401  (registers the loss last.keras names)
-    from mapseg_core.training.callbacks import ProgressReporter, RunCheckpoint
+    from mapseg_core.training.callbacks import ProgressReporter, RunCheckpoint, validation_epochs
 
     tcfg = config.train
     initial_epoch = int(state.get("epochs_done", 0))
@@ -208,11 +208,16 @@ def _run(
         write_json(run_dir / "run.json", state)
 
     best = state.get("best_val_loss")
+    if initial_epoch > 0:
+        _truncate_history(run_dir / "history.csv", initial_epoch)
     callbacks = _callbacks(run_dir, tcfg, initial_epoch, resume=initial_epoch > 0)
-    callbacks += [
-        RunCheckpoint(run_dir, update_state, best=math.inf if best is None else float(best)),
-        ProgressReporter(report, initial_epoch, tcfg.epochs, steps),
-    ]
+    checkpoint = RunCheckpoint(
+        run_dir,
+        update_state,
+        best=math.inf if best is None else float(best),
+        interval=tcfg.checkpoint_interval,
+    )
+    callbacks += [checkpoint, ProgressReporter(report, initial_epoch, tcfg.epochs, steps)]
     state["status"] = "running"
     write_json(run_dir / "run.json", state)
     # Replay the uninterrupted run's sample order and augmentation on resume.
@@ -226,8 +231,10 @@ def _run(
             callbacks=callbacks,
             shuffle=False,  # the sequence shuffles itself, reproducibly from the seed
             verbose=0,
+            validation_freq=validation_epochs(initial_epoch, tcfg.epochs, tcfg.validation_freq),
         )
     except KeyboardInterrupt:
+        checkpoint.save_interrupted()
         state["status"] = "interrupted"
         write_json(run_dir / "run.json", state)
         raise Interrupted(
@@ -291,14 +298,17 @@ def _new_model(config: RunConfig) -> Any:
 
 def _callbacks(run_dir: Path, tcfg: TrainConfig, initial_epoch: int, resume: bool) -> list[Any]:
     from mapseg_core.backend import keras
+    from mapseg_core.training.callbacks import ValidatedEarlyStopping, ValidatedReduceLROnPlateau
 
+    # Patience is in epochs; with validation every N epochs the monitors see one value per N.
+    per_validation = functools.partial(_in_validations, freq=tcfg.validation_freq)
     callbacks: list[Any] = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=tcfg.early_stopping),
+        ValidatedEarlyStopping(monitor="val_loss", patience=per_validation(tcfg.early_stopping)),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
     ]
     if tcfg.reduce_lr_on_plateau:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(patience=tcfg.reduce_lr))
+        callbacks.append(ValidatedReduceLROnPlateau(patience=per_validation(tcfg.reduce_lr)))
     if _have_tensorflow():
         callbacks.append(
             keras.callbacks.TensorBoard(
@@ -311,6 +321,32 @@ def _callbacks(run_dir: Path, tcfg: TrainConfig, initial_epoch: int, resume: boo
     else:
         log.info("TensorBoard logs need the tensorflow and tensorboard packages; skipped")
     return callbacks
+
+
+def _in_validations(epochs: int, freq: int) -> int:
+    """A patience of ``epochs`` counted in validations that run every ``freq`` epochs."""
+    return max(1, math.ceil(epochs / freq))
+
+
+def _truncate_history(path: Path, initial_epoch: int) -> None:
+    """Drop ``history.csv`` rows of epochs after the saved one, before a resume appends.
+
+    Between checkpoints the CSV logger records epochs that a ``kill -9`` then
+    loses; the resumed run trains them again and must not list them twice.
+    """
+    if not path.is_file():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < initial_epoch]
+    if len(kept) == len(rows):
+        return
+    from mapseg_core.atomic import atomic_path
+
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
+        csv.writer(fh).writerows(kept)
 
 
 def _write_outputs(
@@ -378,7 +414,7 @@ def _read_history(path: Path) -> list[dict[str, float]]:
         return []
     with open(path, newline="") as fh:
         return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            {k: float(v) for k, v in row.items() if v not in ("", None, "NA")}
             for row in csv.DictReader(fh)
         ]
 

@@ -120,6 +120,9 @@ def test_rgba_alpha_is_dropped_with_a_warning(
 
 def test_summary_is_json_and_counts(dataset: CocoDataset) -> None:
     summary = json.loads(json.dumps(dataset.summary()))
+    assert summary["annotations"] == "annotation.json"
+    assert summary["images_dir"] == "images"  # relative to the annotation file
+    assert len(summary["annotations_sha256"]) == 64
     assert summary["images"] == 6
     assert summary["annotations_count"] == 8
     assert summary["categories"] == [

@@ -12,7 +12,13 @@ import pytest
 
 from mapseg_core.config import make_config
 from mapseg_core.errors import ModelError, OutputError
-from mapseg_core.models.artifact import load_artifact, read_metadata, save_artifact
+from mapseg_core.models.artifact import (
+    load_artifact,
+    metadata_from_config,
+    portable_path,
+    read_metadata,
+    save_artifact,
+)
 from mapseg_core.models.unet import build_unet
 
 
@@ -94,3 +100,22 @@ def test_newer_format_is_refused(tmp_path):
 def test_wrong_suffix(tmp_path, tiny_model):
     with pytest.raises(OutputError, match=".keras"):
         save_artifact(tiny_model, tmp_path / "m.h5", {})
+
+
+def test_portable_path_is_relative_or_a_bare_name(tmp_path):
+    data = tmp_path / "data"
+    assert portable_path(data / "train" / "images", data) == "train/images"
+    assert portable_path(data, data) == "."
+    assert portable_path(tmp_path / "elsewhere" / "images", data) == "images"
+
+
+def test_config_metadata_names_the_weights_file_not_its_folder(tmp_path):
+    weights = tmp_path / "secret-user" / "efficientnetb0_imagenet_notop.weights.h5"
+    config = make_config("b0", encoder_weights=str(weights))
+    meta = metadata_from_config(config)
+    assert meta["config"]["model"]["encoder_weights"] == weights.name
+    assert "secret-user" not in json.dumps(meta)
+    assert metadata_from_config(make_config("b0"))["config"]["model"]["encoder_weights"] == (
+        "imagenet"
+    )
+    assert config.model.encoder_weights == str(weights)  # the run itself still uses the path

@@ -61,12 +61,35 @@ def test_run_directory_has_every_output(tmp_path, learnable):
     _, meta = load_artifact(result.model_path)
     assert meta["preset"] == "tiny" and meta["input_size"] == [64, 64]
     assert meta["training_data"]["splits"] == {"train": 5, "valid": 3, "test": 4}
+    assert meta["training_data"]["annotations"] == learnable[0].name
+    _assert_no_machine_paths(meta, tmp_path)
     assert meta["metrics"]["test"]["dice_coef"] == pytest.approx(
         result.results["test"]["dice_coef"]
     )
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 2
     assert [e["fraction"] for e in events if e["event"] == "progress"][-1] == 1.0
+
+
+def _assert_no_machine_paths(meta: dict, *roots: Path) -> None:
+    """No string in the metadata is an absolute path or names a folder of this machine."""
+    text = json.dumps(meta)
+    for root in (*roots, Path.home(), Path.cwd()):
+        assert str(root) not in text, root
+    strings = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            strings.append(value)
+
+    walk(meta)
+    assert not [s for s in strings if os.path.isabs(s)]
 
 
 def test_tiny_model_learns_red_roofs(tmp_path):
@@ -202,3 +225,28 @@ def test_b0_from_shared_weights_reloads_identically(tmp_path, shared_data):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.predict(x, verbose=0))
+
+
+def test_validation_every_n_epochs_and_checkpoint_interval(tmp_path, learnable):
+    """Validation on epochs 1, 2 and 3 of 3 with freq 2 (first, even, last); the run resumes."""
+    run = tmp_path / "run"
+    events = []
+    train(
+        *learnable,
+        run,
+        _config(epochs=3, validation_freq=2, checkpoint_interval=3600),
+        report=events.append,
+    )
+    rows = _history(run)
+    assert [r["val_loss"] != "NA" for r in rows] == [True, True, True]
+    train(
+        *learnable,
+        tmp_path / "run5",
+        _config(epochs=4, validation_freq=3, checkpoint_interval=3600),
+    )
+    rows = _history(tmp_path / "run5")
+    assert [r["val_loss"] != "NA" for r in rows] == [True, False, True, True]
+    assert (tmp_path / "run5" / "training_curves.png").is_file()
+    state = read_run_state(tmp_path / "run5")
+    assert state["epochs_done"] == 4 and state["best_val_loss"] is not None
+    assert resume(tmp_path / "run5", epochs=5).epochs_done == 5
