@@ -301,6 +301,11 @@ class TileConfig:
     save_probabilities: str | None = None
     # Also write the building mask (uint8 0/1 GeoTIFF) on the input grid here.
     save_mask: str | None = None
+    # Separate touching buildings with the model's contact/boundary channels
+    # (None: when the model has them; False: connected components of the mask).
+    separate: bool | None = None
+    # Test-time augmentation: average each model input over flips and 90-degree rotations.
+    tta: bool = False
 
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.batch_size < 1:

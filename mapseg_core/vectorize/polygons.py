@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import rasterio.features
+import scipy.sparse
+import scipy.sparse.csgraph
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
@@ -93,6 +95,7 @@ def vectorize_block(
     block: tuple[int, int],
     offset: tuple[int, int],
     n_blocks: tuple[int, int],
+    instances: NDArray[np.integer] | None = None,
 ) -> BlockPolygons:
     """Polygons of one block's mask, split into complete buildings and border pieces.
 
@@ -102,11 +105,26 @@ def vectorize_block(
         block: block (row, col) in the block grid.
         offset: (row, col) of the block's first pixel in the working grid.
         n_blocks: blocks down and across; a side on the raster edge is no border.
+        instances: separated buildings (see :mod:`mapseg_core.vectorize.separate`):
+            ``(rows + 2, cols + 2)`` local instance labels of the block and the
+            one-pixel ring around it (0 off the mask and outside the raster).
+            Buildings are then the 4-connected runs of equal labels, and a
+            border pixel is linked to the pixel facing it only when their
+            labels are equal. None: buildings are the mask's 4-connected
+            components, as without separation.
     """
     mask8 = np.ascontiguousarray(mask, dtype=np.uint8)
-    count, found = cv2.connectedComponents(mask8, connectivity=4, ltype=cv2.CV_32S)
-    labels: NDArray[np.int32] = np.asarray(found, dtype=np.int32)
-    count -= 1  # label 0 is the background
+    if instances is None:
+        count, found = cv2.connectedComponents(mask8, connectivity=4, ltype=cv2.CV_32S)
+        labels: NDArray[np.int32] = np.asarray(found, dtype=np.int32)
+        count -= 1  # label 0 is the background
+        ring = None
+    else:
+        ring = np.asarray(instances)
+        if ring.shape != (mask.shape[0] + 2, mask.shape[1] + 2):
+            raise ValueError(f"instances {ring.shape} must be the mask {mask.shape} plus 2")
+        core = np.where(mask8 > 0, ring[1:-1, 1:-1], 0)
+        count, labels = equal_label_components(core)
     if count == 0:
         return BlockPolygons(block, (), ())
     # Per-label pixel counts and probability sums over the building pixels only.
@@ -130,17 +148,30 @@ def vectorize_block(
         "left": (labels[:, 0], ("v", i, j - 1), 1, (i, j - 1), row0, j > 0),
         "right": (labels[:, -1], ("v", i, j), 0, (i, j + 1), row0, j + 1 < n_blocks[1]),
     }
-    for line, border, side, neighbour, start, internal in edges.values():
+    facing = {}
+    if ring is not None:
+        inner = ring[1:-1, 1:-1]
+        facing = {
+            "top": (inner[0, :], ring[0, 1:-1]),
+            "bottom": (inner[-1, :], ring[-1, 1:-1]),
+            "left": (inner[:, 0], ring[1:-1, 0]),
+            "right": (inner[:, -1], ring[1:-1, -1]),
+        }
+    for name, (line, border, side, neighbour, start, internal) in edges.items():
         if not internal:
             continue
-        hit = np.nonzero(line)[0]
+        if name in facing:
+            here, there = facing[name]
+            hit = np.nonzero((line > 0) & (here == there))[0]
+        else:
+            hit = np.nonzero(line)[0]
         for pos, lab in zip((hit + start).tolist(), line[hit].tolist(), strict=True):
             edge_slots.setdefault(lab, []).append((border, pos, side))
             neighbours.setdefault(lab, set()).add(neighbour)
 
     complete: list[Building] = []
     pieces: list[Piece] = []
-    values, geoms = polygonize(mask8, labels, (row0, col0))
+    values, geoms = polygonize(mask8, labels, (row0, col0), touching=ring is not None)
     for lab, geom in zip(values, geoms, strict=True):
         if lab in edge_slots:
             pieces.append(
@@ -158,8 +189,54 @@ def vectorize_block(
     return BlockPolygons(block, tuple(complete), tuple(pieces))
 
 
+def equal_label_components(values: NDArray[np.integer]) -> tuple[int, NDArray[np.int32]]:
+    """4-connected components of runs of equal non-zero ``values``: ``(count, labels)``.
+
+    Two neighbours are connected when their values are equal and not 0;
+    labels are ``1..count`` (0 where ``values`` is 0). A component of the
+    building mask holding one value (the usual case) is found by OpenCV in one
+    pass; only components mixing values (separated buildings that touch) go
+    through a graph of their equal-value edges.
+    """
+    values = np.asarray(values)
+    fg = np.ascontiguousarray(values != 0, dtype=np.uint8)
+    count, found = cv2.connectedComponents(fg, connectivity=4, ltype=cv2.CV_32S)
+    labels = np.asarray(found, dtype=np.int32)
+    if count <= 1:
+        return 0, labels
+    h_cut = (values[:, :-1] != values[:, 1:]) & (fg[:, :-1] > 0) & (fg[:, 1:] > 0)
+    v_cut = (values[:-1, :] != values[1:, :]) & (fg[:-1, :] > 0) & (fg[1:, :] > 0)
+    if not h_cut.any() and not v_cut.any():
+        return count - 1, labels
+    mixed = np.unique(np.concatenate([labels[:, :-1][h_cut], labels[:-1, :][v_cut]]))
+    in_mixed = np.isin(labels, mixed)
+    idx = np.flatnonzero(in_mixed)
+    node = np.full(values.size, -1, np.int64)
+    node[idx] = np.arange(len(idx))
+    node2 = node.reshape(values.shape)
+    flat = values
+    h_keep = (flat[:, :-1] == flat[:, 1:]) & in_mixed[:, :-1] & in_mixed[:, 1:]
+    v_keep = (flat[:-1, :] == flat[1:, :]) & in_mixed[:-1, :] & in_mixed[1:, :]
+    src = np.concatenate([node2[:, :-1][h_keep], node2[:-1, :][v_keep]])
+    dst = np.concatenate([node2[:, 1:][h_keep], node2[1:, :][v_keep]])
+    graph = scipy.sparse.coo_matrix(
+        (np.ones(len(src), np.int8), (src, dst)), shape=(len(idx), len(idx))
+    )
+    n_sub, sub = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    # Untouched components keep their OpenCV numbers, renumbered densely; split ones follow.
+    keep = np.setdiff1d(np.arange(1, count), mixed)
+    remap = np.zeros(count, np.int32)
+    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    out = remap[labels]
+    out.ravel()[idx] = (len(keep) + 1 + sub).astype(np.int32)
+    return len(keep) + int(n_sub), out
+
+
 def polygonize(
-    mask: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int] = (0, 0)
+    mask: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    offset: tuple[int, int] = (0, 0),
+    touching: bool = False,
 ) -> tuple[list[int], list[Polygon]]:
     """Pixel-edge polygons of the 4-connected components of ``mask``, holes kept.
 
@@ -186,12 +263,16 @@ def polygonize(
     differs from the 4-connected rule, so the components at such pinches (rare
     in building masks) go through GDAL instead; everything else has no
     pinch, and there 4- and 8-connectivity agree for buildings and background.
+    With ``touching`` (separated buildings, see :func:`vectorize_block`),
+    components sharing an edge with another component go through GDAL too,
+    which keeps each label's own outline.
     """
     a, b, c, d = mask[:-1, :-1], mask[:-1, 1:], mask[1:, :-1], mask[1:, 1:]
     pinch = (a & d & ~(b | c)) | (b & c & ~(a | d))
     values: list[int] = []
     geoms: list[Polygon] = []
     traced = mask
+    odd_parts: list[NDArray[np.int32]] = []
     if pinch.any():
         rows, cols = np.nonzero(pinch)
         near = np.concatenate(
@@ -202,9 +283,27 @@ def polygonize(
                 labels[rows + 1, cols + 1],
             ]
         )
-        odd = np.unique(near[near > 0])
+        odd_parts.append(near[near > 0])
+    if touching:
+        # Separated buildings that share an edge would be traced as one outline.
+        h_touch = (labels[:, :-1] != labels[:, 1:]) & (labels[:, :-1] > 0) & (labels[:, 1:] > 0)
+        v_touch = (labels[:-1, :] != labels[1:, :]) & (labels[:-1, :] > 0) & (labels[1:, :] > 0)
+        odd_parts += [
+            labels[:, :-1][h_touch],
+            labels[:, 1:][h_touch],
+            labels[:-1, :][v_touch],
+            labels[1:, :][v_touch],
+        ]
+    if odd_parts and any(len(p) for p in odd_parts):
+        odd = np.unique(np.concatenate(odd_parts))
         in_odd = np.isin(labels, odd)
-        values, geoms = _polygonize_gdal(np.where(in_odd, labels, 0), offset)
+        rows_any = np.flatnonzero(in_odd.any(axis=1))
+        cols_any = np.flatnonzero(in_odd.any(axis=0))
+        r0, r1 = int(rows_any[0]), int(rows_any[-1]) + 1
+        c0, c1 = int(cols_any[0]), int(cols_any[-1]) + 1
+        # GDAL scans every pixel it is given: only the bounding box of the odd components.
+        odd_labels = np.where(in_odd[r0:r1, c0:c1], labels[r0:r1, c0:c1], 0).astype(np.int32)
+        values, geoms = _polygonize_gdal(odd_labels, (offset[0] + r0, offset[1] + c0))
         traced = np.where(in_odd, 0, mask).astype(np.uint8)
     traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
     return values + traced_values, geoms + traced_geoms
