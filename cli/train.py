@@ -16,6 +16,8 @@ $ mapseg train annotation.json images/ -o run --preset b0 \\
       --encoder-weights ../shared/weights/efficientnetb0_imagenet_notop.weights.h5
 $ mapseg train annotation.json images/ -o run --preset seed-b4 --epochs 1 --encoder-weights none
 $ mapseg train --resume run --epochs 40
+$ mapseg train chips.json chips/ -o run --preset b0 --channels building,contact \\
+      --split-by field:source
 
 Writes RUN_DIR/model.keras (the model file for evaluate, tile-infer and QGIS),
 best.keras, splits.json, config.json, history.csv, report.csv, TensorBoard logs
@@ -53,6 +55,33 @@ def _int_list(
         return tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter("use comma-separated integers, e.g. 100,101") from None
+
+
+def _name_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    from mapseg_core.data.targets import TARGET_CHANNELS
+
+    if not names or names[0] != "building" or any(n not in TARGET_CHANNELS for n in names):
+        raise click.BadParameter(
+            f"give building first, then any of {', '.join(TARGET_CHANNELS[1:])}, "
+            "e.g. building,contact"
+        )
+    return names
+
+
+def _float_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("use comma-separated numbers, e.g. 1,0.5") from None
 
 
 @click.command("train", help=_HELP)
@@ -130,6 +159,36 @@ def _int_list(
 @click.option("--train-size", type=float, help="Fraction of images for train+valid (rest: test).")
 @click.option("--valid-size", type=float, help="Fraction of train+valid held out for validation.")
 @click.option("--gsd", type=float, help="Ground sampling distance of the images, m/pixel.")
+@click.option(
+    "--channels",
+    callback=_name_list,
+    help="Model outputs, building first, e.g. building,contact (or building,contact,boundary): "
+    "the extra channels let tile-infer separate touching buildings.",
+)
+@click.option(
+    "--channel-weights",
+    callback=_float_list,
+    help="Loss weight per channel, e.g. 1,0.5 (default: 1 for building, 0.5 for the others).",
+)
+@click.option(
+    "--contact-width", type=int, help="Contact target: pixels near two buildings, e.g. 2."
+)
+@click.option("--boundary-width", type=int, help="Boundary target: rim width in pixels, e.g. 2.")
+@click.option(
+    "--keep-negatives/--no-keep-negatives",
+    default=None,
+    help="Train on images without buildings too (default: yes), e.g. --no-keep-negatives.",
+)
+@click.option(
+    "--split-by",
+    help="Spatial splits: whole groups per split, by a COCO image field (field:source, the "
+    "raster of a mapseg chips chip) or a file-name pattern ('pattern:^([a-z]+)_').",
+)
+@click.option(
+    "--tune-threshold/--no-tune-threshold",
+    default=None,
+    help="Choose the threshold on validation data after training (default: yes).",
+)
 @overwrite
 @progress_option
 @verbosity

@@ -64,8 +64,12 @@ class ModelConfig:
     encoder_trainable: bool = False
     # "imagenet" (Keras download cache), a path to a weights file, or None for random init.
     encoder_weights: str | None = "imagenet"
-    # Output channels: 1 logit per pixel (building vs background).
+    # Output channels: 1 logit per pixel per entry of ``channels``.
     output_channels: int = 1
+    # What each output channel predicts: "building" first, then "contact" (pixels near two
+    # buildings) and/or "boundary" (each building's rim); the extra ones separate touching
+    # buildings in tile-infer (docs/tile-infer.md, "Touching buildings").
+    channels: tuple[str, ...] = ("building",)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,27 @@ class TrainConfig:
     preview_images: int = 8
     # Ground sampling distance of the training imagery in metres (crowdAI: ~0.3); used by tiling.
     gsd: float = 0.3
+    # Loss weight of each model channel (None: 1 for building, 0.5 for each other channel).
+    channel_weights: tuple[float, ...] | None = None
+    # Pixels within which two different buildings make a "contact" target pixel.
+    contact_width: int = 2
+    # Width in pixels of the "boundary" target rim inside each building.
+    boundary_width: int = 2
+    # Keep images without any building as negatives (all-background targets).
+    keep_negatives: bool = True
+    # Split by group instead of by image, so no group is in two splits (no leak between
+    # neighbouring chips): "field:NAME" (a COCO image field, e.g. field:source, the raster
+    # `mapseg chips` cut the chip from) or "pattern:REGEX" (first group of a regular
+    # expression on file_name, e.g. pattern:^([a-z]+)_). None: split images at random.
+    split_by: str | None = None
+    # Choose the probability threshold on the validation split after training (else 0.5).
+    tune_threshold: bool = True
+
+    def weights_for(self, channels: tuple[str, ...]) -> tuple[float, ...]:
+        """Loss weight of each of ``channels`` (``channel_weights`` or the default)."""
+        if self.channel_weights is not None:
+            return tuple(float(w) for w in self.channel_weights)
+        return tuple(1.0 if c == "building" else 0.5 for c in channels)
 
     @property
     def early_stopping(self) -> int:
@@ -210,6 +235,15 @@ def validate(config: Any) -> Any:
             raise ConfigError("input_size must be at least 32x32 (the encoder downsamples 32x)")
         if config.encoder.startswith("efficientnet") and config.bands != 3:
             raise ConfigError("EfficientNet encoders take 3 bands; use --bands 3 or encoder tiny")
+        from mapseg_core.data.targets import check_channels
+
+        check_channels(config.channels)
+        if config.output_channels != len(config.channels):
+            raise ConfigError(
+                f"output_channels is {config.output_channels} but channels lists "
+                f"{len(config.channels)} ({', '.join(config.channels)}); drop output_channels "
+                "and give --channels only"
+            )
     if isinstance(config, TrainConfig):
         if config.reduce_lr_on_plateau and config.lr_schedule != "constant":
             raise ConfigError(
@@ -220,6 +254,14 @@ def validate(config: Any) -> Any:
             raise ConfigError("train_size and valid_size must be between 0 and 1")
         if config.batch_size < 1 or config.epochs < 1:
             raise ConfigError("batch_size and epochs must be at least 1")
+        if config.channel_weights is not None and min(config.channel_weights, default=0) < 0:
+            raise ConfigError("channel_weights must be 0 or more, e.g. --channel-weights 1,0.5")
+        if config.contact_width < 1 or config.boundary_width < 1:
+            raise ConfigError("contact_width and boundary_width must be at least 1 pixel")
+        if config.split_by is not None:
+            from mapseg_core.data.splits import parse_split_by
+
+            parse_split_by(config.split_by)
     return config
 
 
@@ -248,8 +290,16 @@ def make_config(preset: str = "seed-b4", **overrides: Any) -> RunConfig:
             raise ConfigError(f"unknown option {key!r}")
     if "encoder_weights" in model_kw and model_kw["encoder_weights"] in ("none", "None", ""):
         model_kw["encoder_weights"] = None
+    if "channels" in model_kw and "output_channels" not in model_kw:
+        model_kw["channels"] = tuple(model_kw["channels"])
+        model_kw["output_channels"] = len(model_kw["channels"])
     model = validate(dataclasses.replace(base.model, **model_kw))
     train = validate(dataclasses.replace(base.train, **train_kw))
+    if train.channel_weights is not None and len(train.channel_weights) != len(model.channels):
+        raise ConfigError(
+            f"channel_weights has {len(train.channel_weights)} entries for "
+            f"{len(model.channels)} channels ({', '.join(model.channels)}); give one per channel"
+        )
     return RunConfig(preset=preset, model=model, train=train)
 
 

@@ -62,9 +62,7 @@ def test_every_dependency_is_pinned_within_its_range():
         if req.marker is not None and not req.marker.evaluate(LOCK_ENV):
             continue
         name = canonicalize_name(req.name)
-        assert name in pins, (
-            f"{req.name} is not in the lock: run scripts/lock.sh"
-        )
+        assert name in pins, f"{req.name} is not in the lock: run scripts/lock.sh"
         assert req.specifier.contains(pins[name], prereleases=True), (
             f"lock pins {req.name}=={pins[name]} outside pyproject.toml's {req.specifier}: "
             "run scripts/lock.sh"

@@ -59,7 +59,8 @@ def predict_instances(
             x, _ = prepare_sample(image, empty, input_size, resize_mode)  # type: ignore[arg-type]
             images.append(x)
         raw = np.asarray(model.predict_on_batch(np.stack(images)))
-        prob = to_probability(raw.reshape(raw.shape[:3]), output)  # type: ignore[arg-type]
+        raw = raw[..., 0] if raw.ndim == 4 else raw  # the building channel of any model
+        prob = to_probability(raw, output)  # type: ignore[arg-type]
         for image_id, shape, p in zip(batch_ids, shapes, prob, strict=True):
             full = to_image_size(p, shape, resize_mode)
             for inst in instances(full, threshold):
