@@ -202,3 +202,32 @@ def test_b0_from_shared_weights_reloads_identically(tmp_path, shared_data):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.predict(x, verbose=0))
+
+
+def test_contact_channel_run_saves_a_flexible_model_that_tile_infer_separates_with(
+    tmp_path, learnable
+):
+    from rasters import scene, write_raster
+
+    from mapseg_core.config import TileConfig
+    from mapseg_core.inference.engine import tile_infer
+    from mapseg_core.models.artifact import read_metadata
+
+    config = _config(epochs=1, channels=("building", "contact"), split_by="pattern:(\\d)\\.png$")
+    assert config.model.output_channels == 2
+    result = train(*learnable, tmp_path / "run", config)
+    meta = read_metadata(result.model_path)
+    assert meta["channels"] == ["building", "contact"] and meta["flexible_input"] is True
+    assert meta["margin"]["measured"] is True
+    assert meta["receptive_margin"] == meta["margin"]["margin"] < 32
+    assert 0.3 <= meta["threshold"] <= 0.7 and len(meta["threshold_search"]) == 9
+    assert meta["separation"]["radius"] >= 8
+    model, _ = load_artifact(result.model_path)
+    assert tuple(model.inputs[0].shape[1:3]) == (None, None)
+    assert model.outputs[0].shape[-1] == 2
+    img, _ = scene()
+    raster = write_raster(tmp_path / "s.tif", img)
+    summary = tile_infer([raster], tmp_path / "o.gpkg", result.model_path, TileConfig())
+    assert summary["rasters"][0]["separation"] is not None
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert sum(len(v) for v in splits.values()) == 12
