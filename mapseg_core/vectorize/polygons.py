@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import rasterio.features
-import scipy.sparse
-import scipy.sparse.csgraph
+import scipy.ndimage
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
@@ -108,10 +107,11 @@ def vectorize_block(
         instances: separated buildings (see :mod:`mapseg_core.vectorize.separate`):
             ``(rows + 2, cols + 2)`` local instance labels of the block and the
             one-pixel ring around it (0 off the mask and outside the raster).
-            Buildings are then the 4-connected runs of equal labels, and a
-            border pixel is linked to the pixel facing it only when their
-            labels are equal. None: buildings are the mask's 4-connected
-            components, as without separation.
+            Each label is then one building (its pixels may meet only in the
+            halo: it then reaches a border and waits as a piece), and a border
+            pixel is linked to the pixel facing it only when their labels are
+            equal. None: buildings are the mask's 4-connected components, as
+            without separation.
     """
     mask8 = np.ascontiguousarray(mask, dtype=np.uint8)
     if instances is None:
@@ -123,8 +123,11 @@ def vectorize_block(
         ring = np.asarray(instances)
         if ring.shape != (mask.shape[0] + 2, mask.shape[1] + 2):
             raise ValueError(f"instances {ring.shape} must be the mask {mask.shape} plus 2")
-        core = np.where(mask8 > 0, ring[1:-1, 1:-1], 0)
-        count, labels = equal_label_components(core)
+        # Local instance labels are the buildings' names inside the block: a label's
+        # pixels are one building (see separate.py), even where they only connect
+        # through the halo (then the building reaches a border and is a piece).
+        labels = np.ascontiguousarray(np.where(mask8 > 0, ring[1:-1, 1:-1], 0), dtype=np.int32)
+        count = int(labels.max()) if labels.size else 0
     if count == 0:
         return BlockPolygons(block, (), ())
     # Per-label pixel counts and probability sums over the building pixels only.
@@ -172,6 +175,8 @@ def vectorize_block(
     complete: list[Building] = []
     pieces: list[Piece] = []
     values, geoms = polygonize(mask8, labels, (row0, col0), touching=ring is not None)
+    if ring is not None:
+        values, geoms = _by_label(values, geoms)
     for lab, geom in zip(values, geoms, strict=True):
         if lab in edge_slots:
             pieces.append(
@@ -189,47 +194,14 @@ def vectorize_block(
     return BlockPolygons(block, tuple(complete), tuple(pieces))
 
 
-def equal_label_components(values: NDArray[np.integer]) -> tuple[int, NDArray[np.int32]]:
-    """4-connected components of runs of equal non-zero ``values``: ``(count, labels)``.
-
-    Two neighbours are connected when their values are equal and not 0;
-    labels are ``1..count`` (0 where ``values`` is 0). A component of the
-    building mask holding one value (the usual case) is found by OpenCV in one
-    pass; only components mixing values (separated buildings that touch) go
-    through a graph of their equal-value edges.
-    """
-    values = np.asarray(values)
-    fg = np.ascontiguousarray(values != 0, dtype=np.uint8)
-    count, found = cv2.connectedComponents(fg, connectivity=4, ltype=cv2.CV_32S)
-    labels = np.asarray(found, dtype=np.int32)
-    if count <= 1:
-        return 0, labels
-    h_cut = (values[:, :-1] != values[:, 1:]) & (fg[:, :-1] > 0) & (fg[:, 1:] > 0)
-    v_cut = (values[:-1, :] != values[1:, :]) & (fg[:-1, :] > 0) & (fg[1:, :] > 0)
-    if not h_cut.any() and not v_cut.any():
-        return count - 1, labels
-    mixed = np.unique(np.concatenate([labels[:, :-1][h_cut], labels[:-1, :][v_cut]]))
-    in_mixed = np.isin(labels, mixed)
-    idx = np.flatnonzero(in_mixed)
-    node = np.full(values.size, -1, np.int64)
-    node[idx] = np.arange(len(idx))
-    node2 = node.reshape(values.shape)
-    flat = values
-    h_keep = (flat[:, :-1] == flat[:, 1:]) & in_mixed[:, :-1] & in_mixed[:, 1:]
-    v_keep = (flat[:-1, :] == flat[1:, :]) & in_mixed[:-1, :] & in_mixed[1:, :]
-    src = np.concatenate([node2[:, :-1][h_keep], node2[:-1, :][v_keep]])
-    dst = np.concatenate([node2[:, 1:][h_keep], node2[1:, :][v_keep]])
-    graph = scipy.sparse.coo_matrix(
-        (np.ones(len(src), np.int8), (src, dst)), shape=(len(idx), len(idx))
-    )
-    n_sub, sub = scipy.sparse.csgraph.connected_components(graph, directed=False)
-    # Untouched components keep their OpenCV numbers, renumbered densely; split ones follow.
-    keep = np.setdiff1d(np.arange(1, count), mixed)
-    remap = np.zeros(count, np.int32)
-    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    out = remap[labels]
-    out.ravel()[idx] = (len(keep) + 1 + sub).astype(np.int32)
-    return len(keep) + int(n_sub), out
+def _by_label(values: list[int], geoms: list[Polygon]) -> tuple[list[int], list[Polygon]]:
+    """One geometry per label: the parts of a label that meet outside the block, as one."""
+    parts: dict[int, list[Polygon]] = {}
+    for lab, geom in zip(values, geoms, strict=True):
+        parts.setdefault(lab, []).append(geom)
+    out_values = list(parts)
+    out_geoms = [g[0] if len(g) == 1 else shapely.multipolygons(g) for g in parts.values()]
+    return out_values, out_geoms
 
 
 def polygonize(
@@ -264,8 +236,8 @@ def polygonize(
     in building masks) go through GDAL instead; everything else has no
     pinch, and there 4- and 8-connectivity agree for buildings and background.
     With ``touching`` (separated buildings, see :func:`vectorize_block`),
-    components sharing an edge with another component go through GDAL too,
-    which keeps each label's own outline.
+    labels that share an edge are traced at 3x with a gap between them
+    (:func:`_polygonize_cut`), which keeps each label's own outline.
     """
     a, b, c, d = mask[:-1, :-1], mask[:-1, 1:], mask[1:, :-1], mask[1:, 1:]
     pinch = (a & d & ~(b | c)) | (b & c & ~(a | d))
@@ -284,16 +256,23 @@ def polygonize(
             ]
         )
         odd_parts.append(near[near > 0])
+    in_touching: NDArray[np.bool_] | None = None
     if touching:
-        # Separated buildings that share an edge would be traced as one outline.
-        h_touch = (labels[:, :-1] != labels[:, 1:]) & (labels[:, :-1] > 0) & (labels[:, 1:] > 0)
-        v_touch = (labels[:-1, :] != labels[1:, :]) & (labels[:-1, :] > 0) & (labels[1:, :] > 0)
-        odd_parts += [
-            labels[:, :-1][h_touch],
-            labels[:, 1:][h_touch],
-            labels[:-1, :][v_touch],
-            labels[1:, :][v_touch],
-        ]
+        # Separated buildings that share an edge: traced apart at 3x (see _polygonize_cut).
+        right = (labels[:, :-1] != labels[:, 1:]) & (labels[:, :-1] > 0) & (labels[:, 1:] > 0)
+        below = (labels[:-1, :] != labels[1:, :]) & (labels[:-1, :] > 0) & (labels[1:, :] > 0)
+        if right.any() or below.any():
+            touch = np.unique(
+                np.concatenate(
+                    [
+                        labels[:, :-1][right],
+                        labels[:, 1:][right],
+                        labels[:-1, :][below],
+                        labels[1:, :][below],
+                    ]
+                )
+            )
+            in_touching = np.isin(labels, touch)
     if odd_parts and any(len(p) for p in odd_parts):
         odd = np.unique(np.concatenate(odd_parts))
         in_odd = np.isin(labels, odd)
@@ -305,6 +284,19 @@ def polygonize(
         odd_labels = np.where(in_odd[r0:r1, c0:c1], labels[r0:r1, c0:c1], 0).astype(np.int32)
         values, geoms = _polygonize_gdal(odd_labels, (offset[0] + r0, offset[1] + c0))
         traced = np.where(in_odd, 0, mask).astype(np.uint8)
+    if in_touching is not None:
+        group_mask = (in_touching & (traced > 0)).astype(np.uint8)
+        traced = np.where(group_mask > 0, 0, traced).astype(np.uint8)
+        # Each group of touching buildings in its own small crop: the 3x trace costs
+        # nine times the pixels, so it only sees the groups, never the whole block.
+        _, groups = cv2.connectedComponents(group_mask, connectivity=4, ltype=cv2.CV_32S)
+        for g, (rows, cols) in enumerate(scipy.ndimage.find_objects(groups), start=1):
+            own = groups[rows, cols] == g
+            crop = np.where(own, labels[rows, cols], 0).astype(np.int32)
+            start = (offset[0] + rows.start, offset[1] + cols.start)
+            v, gs = _polygonize_cut(own.view(np.uint8), crop, start)
+            values += v
+            geoms += gs
     traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
     return values + traced_values, geoms + traced_geoms
 
@@ -314,7 +306,63 @@ def _polygonize_traced(
 ) -> tuple[list[int], list[Polygon]]:
     """:func:`polygonize` by contour tracing, for a mask without pinches."""
     h, w = mask.shape
-    up = cv2.resize(mask, (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST)
+    up: NDArray[np.uint8] = np.asarray(
+        cv2.resize(mask, (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST), dtype=np.uint8
+    )
+    return _trace(up, labels, offset, 2)
+
+
+def _polygonize_cut(
+    mask: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int]
+) -> tuple[list[int], list[Polygon]]:
+    """:func:`polygonize` of labels that touch each other, by tracing at 3x.
+
+    At twice the size two touching labels are one blob to OpenCV. At three
+    times, pixel ``c`` is sub-pixels ``3c .. 3c+2``, and sub-pixels are
+    cleared so that no two labels are 8-neighbours any more: the last third
+    (column ``3c + 2``) of a pixel whose right neighbour has another label,
+    the last row of a pixel whose lower neighbour has, and one corner
+    sub-pixel where two labels meet diagonally (the lower-right one of the
+    upper-left pixel, or the lower-left one of the upper-right pixel; the
+    same where one label meets itself only at a corner, which 4-connectivity
+    makes two parts).
+    An outline on sub-pixel ``x`` lies on pixel edge ``ceil(x / 3)``: ``3c``
+    (a left edge, never cleared) on ``c``, ``3c + 2`` (an uncut right edge) and
+    ``3c + 1`` (a cut one) on ``c + 1``; clearing only last rows and columns
+    never moves an outline off its pixel edge, so both sides of a shared edge
+    land on the same integer coordinates, as GDAL's polygonize puts them.
+
+    Args:
+        mask: building pixels to trace (uint8, no pinches).
+        labels: instance labels of the block.
+        offset: (row, col) of ``mask[0, 0]`` in the working grid.
+    """
+    h, w = mask.shape
+    lab = np.where(mask > 0, labels, 0)
+
+    def keep(a: NDArray[np.int32], b: NDArray[np.int32]) -> NDArray[np.uint8]:
+        """1 unless ``a`` and ``b`` are two different labels."""
+        return ((a == b) | (a == 0) | (b == 0)).view(np.uint8)
+
+    up: NDArray[np.uint8] = np.asarray(
+        cv2.resize(mask, (3 * w, 3 * h), interpolation=cv2.INTER_NEAREST), dtype=np.uint8
+    )
+    grid = up.reshape(h, 3, w, 3)
+    tl, tr, bl, br = lab[:-1, :-1], lab[:-1, 1:], lab[1:, :-1], lab[1:, 1:]
+    grid[:, :, :-1, 2] *= keep(lab[:, :-1], lab[:, 1:])[:, None, :]
+    grid[:-1, 2, :, :] *= keep(lab[:-1, :], lab[1:, :])[:, :, None]
+    grid[:-1, 2, :-1, 2] *= keep(tl, br)
+    grid[:-1, 2, 1:, 0] *= keep(tr, bl)
+    # One label meeting itself only at a corner is two parts under 4-connectivity.
+    grid[:-1, 2, :-1, 2] *= ~((tl > 0) & (tl == br) & (tr != tl) & (bl != tl))
+    grid[:-1, 2, 1:, 0] *= ~((tr > 0) & (tr == bl) & (tl != tr) & (br != tr))
+    return _trace(up, labels, offset, 3)
+
+
+def _trace(
+    up: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int], scale: int
+) -> tuple[list[int], list[Polygon]]:
+    """Outlines of an upsampled mask as pixel-edge polygons (see :func:`polygonize`)."""
     contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return [], []
@@ -327,8 +375,8 @@ def _polygonize_traced(
     outer = parent < 0
     polygon_of = np.where(outer, np.arange(n), parent)
     first = points[starts[outer]]
-    values = labels[first[:, 1] // 2, first[:, 0] // 2]
-    corners = (points + 1) // 2
+    values = labels[first[:, 1] // scale, first[:, 0] // scale]
+    corners = (points + scale - 1) // scale
     previous = np.roll(corners, 1, axis=0)
     previous[starts] = corners[starts + lengths - 1]
     keep = np.any(corners != previous, axis=1)

@@ -13,7 +13,8 @@ the next begins. Separation turns those channels into one label per building:
    ``radius`` steps. A pixel equally near two markers takes the one reached
    through its first neighbour in the fixed order up, left, right, down.
    Building pixels no marker reaches within ``radius`` steps (a building with
-   no core at all) stay buildings of their own, 4-connected among themselves.
+   no core at all) stay buildings of their own: each 4-connected run of them
+   is one building, like a marker component.
 
 Why bounded growth and not scikit-image's ``watershed``. The tiling engine's
 guarantee is that the polygons do not depend on the block layout: 256 px
@@ -103,7 +104,10 @@ def markers_of(
     """
     if separators is None or separators.shape[-1] == 0:
         return building.copy()
-    return building & np.all(separators < threshold, axis=-1)
+    markers = building.copy()
+    for k in range(separators.shape[-1]):
+        markers &= separators[..., k] < threshold
+    return markers
 
 
 def grow(building: NDArray[np.bool_], markers: NDArray[np.bool_], radius: int) -> NDArray[np.int32]:
@@ -111,38 +115,44 @@ def grow(building: NDArray[np.bool_], markers: NDArray[np.bool_], radius: int) -
 
     Returns ``(rows, cols)`` int32: 0 off the building, ``1..n`` for the
     building pixels of each 4-connected marker component and the pixels grown
-    from it, ``n + 1`` for building pixels no marker reaches. Labels are local
-    names: only equality between neighbours carries meaning (see the module
-    docstring), and it is exact for pixels at least ``radius + 1`` from the
-    array's edge.
+    from it, ``n + 1, n + 2, ...`` for each 4-connected run of building pixels
+    no marker reaches. Each label is one building; labels are local names
+    (another window numbers them otherwise), and a pixel's label is right for
+    pixels at least ``radius + 1`` from the array's edge (see the module
+    docstring).
     """
     building = np.asarray(building, dtype=bool)
     seeds = np.ascontiguousarray(markers & building, dtype=np.uint8)
     count, found = cv2.connectedComponents(seeds, connectivity=4, ltype=cv2.CV_32S)
-    labels = np.asarray(found, dtype=np.int32)
-    open_ = building & (labels == 0)
+    # A 0 border, so every pixel has four neighbours in the flat array.
+    labels = np.pad(np.asarray(found, dtype=np.int32), 1)
+    width = labels.shape[1]
+    flat = labels.ravel()
+    # Only the building pixels that are not markers ever change: iterate over them alone
+    # (the contact bands and rims, a small part of the block).
+    todo = np.flatnonzero(np.pad(building, 1).ravel() & (flat == 0))
+    # Neighbour order up, left, right, down: the first labelled one is the parent.
+    shifts = np.array([-width, -1, 1, width])
     for _ in range(radius):
-        if not open_.any():
+        if todo.size == 0:
             break
-        prev = labels
-        step = np.zeros_like(prev)
-        # Neighbour order up, left, right, down: the first labelled one is the parent.
-        for src_r, src_c, dst_r, dst_c in (
-            (slice(None, -1), slice(None), slice(1, None), slice(None)),  # from the pixel above
-            (slice(None), slice(None, -1), slice(None), slice(1, None)),  # from the left
-            (slice(None), slice(1, None), slice(None), slice(None, -1)),  # from the right
-            (slice(1, None), slice(None), slice(None, -1), slice(None)),  # from below
-        ):
-            target = step[dst_r, dst_c]
-            take = (target == 0) & open_[dst_r, dst_c] & (prev[src_r, src_c] > 0)
-            target[take] = prev[src_r, src_c][take]
-        grown = step > 0
-        if not grown.any():
+        around = flat[todo[None, :] + shifts[:, None]]  # (4, n), labels before this step
+        reached = around > 0
+        hit = reached.any(axis=0)
+        if not hit.any():
             break
-        labels = np.where(grown, step, prev)
-        open_ &= ~grown
-    labels[open_] = count  # count = n + 1: cv2 counts the background label 0 too
-    return labels
+        first = np.argmax(reached, axis=0)
+        flat[todo[hit]] = around[first[hit], np.flatnonzero(hit)]
+        todo = todo[~hit]
+    if todo.size:
+        # Unreached pixels: each 4-connected run of them is a building (n + 1, n + 2, ...).
+        far = np.zeros(flat.size, np.uint8)
+        far[todo] = 1
+        _, runs = cv2.connectedComponents(
+            far.reshape(labels.shape), connectivity=4, ltype=cv2.CV_32S
+        )
+        flat[todo] = np.asarray(runs).ravel()[todo] + (count - 1)
+    return labels[1:-1, 1:-1].copy()
 
 
 def separate(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Retrain the bundled building model from ../shared/data, exactly as shipped.
+# Retrain the bundled building model from ../shared/data: building + contact channels,
+# negatives kept, spatial splits by source (the chip-name prefix prepare_data.py writes).
 # Needs ../shared/data and ../shared/weights beside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,4 +12,5 @@ SHARED=${SHARED:-../shared}
     -o out/bundled-run --overwrite --preset b0 \
     --encoder-weights "$SHARED/weights/efficientnetb0_imagenet_notop.weights.h5" \
     --encoder-trainable --epochs 50 --lr-schedule constant --lr-initial 0.0005 \
-    --resize-mode crop --gsd 0.5 --train-size 0.85 --valid-size 0.2
+    --resize-mode crop --gsd 0.5 --train-size 0.85 --valid-size 0.2 \
+    --channels building,contact --split-by 'pattern:^(.+?)__'

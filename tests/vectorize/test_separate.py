@@ -12,17 +12,29 @@ from hypothesis import strategies as st
 from rasters import canonical
 
 from mapseg_core.errors import ConfigError
-from mapseg_core.vectorize.polygons import equal_label_components, merge_blocks, vectorize_block
+from mapseg_core.vectorize.polygons import merge_blocks, polygonize, vectorize_block
 from mapseg_core.vectorize.separate import SeparationOptions, grow, halo, markers_of, separate
 
 
 def _partition(labels: np.ndarray) -> set[frozenset[tuple[int, int]]]:
     """The pixel sets of the labels' equal-value 4-connected runs (names ignored)."""
-    _, comp = equal_label_components(labels)
-    out: dict[int, set[tuple[int, int]]] = {}
-    for r, c in zip(*np.nonzero(comp), strict=True):
-        out.setdefault(int(comp[r, c]), set()).add((int(r), int(c)))
-    return {frozenset(v) for v in out.values()}
+    seen: set[tuple[int, int]] = set()
+    out = set()
+    h, w = labels.shape
+    for start in zip(*map(lambda a: a.tolist(), np.nonzero(labels)), strict=True):
+        if start in seen:
+            continue
+        group, queue = {start}, deque([start])
+        while queue:
+            r, c = queue.popleft()
+            for rr, cc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                if 0 <= rr < h and 0 <= cc < w and (rr, cc) not in group:
+                    if labels[rr, cc] == labels[r, c]:
+                        group.add((rr, cc))
+                        queue.append((rr, cc))
+        seen |= group
+        out.add(frozenset(group))
+    return out
 
 
 def _reference_buildings(
@@ -143,6 +155,9 @@ def test_pixels_no_marker_reaches_stay_one_building():
     unreached = labels[5, 20]
     assert unreached == labels.max() and (labels[2:8, 14:28] == unreached).all()
     assert labels[5, 5] != unreached
+    building[2:8, 20] = False  # two runs out of reach: two buildings
+    labels = separate(building, contact, SeparationOptions(radius=3))
+    assert labels[5, 16] != labels[5, 24] and labels[5, 16] > labels[5, 5]
 
 
 def test_without_separating_channels_every_building_pixel_is_a_marker():
@@ -193,3 +208,30 @@ def test_buildings_do_not_depend_on_the_block_layout(seed, height, width, block,
     markers = markers_of(prob >= 0.5, contact[..., None], 0.5)
     expected = _reference_buildings(prob >= 0.5, markers, radius)
     assert _pixels_of(whole) == sorted(len(g) for g in expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    height=st.integers(2, 30),
+    width=st.integers(2, 30),
+    labels_max=st.integers(1, 5),
+    cell=st.integers(1, 3),
+)
+def test_touching_labels_are_traced_as_gdal_polygonizes_them(seed, height, width, labels_max, cell):
+    from mapseg_core.vectorize.polygons import _polygonize_gdal
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, labels_max + 1, (-(-height // cell), -(-width // cell)))
+    labels = np.kron(small, np.ones((cell, cell), np.int64))[:height, :width].astype(np.int32)
+    mask = (labels > 0).astype(np.uint8)
+    ours = polygonize(mask, labels, (3, 5), touching=True)
+    gdal = _polygonize_gdal(labels, (3, 5))
+
+    def by_label(values, geoms):
+        out: dict[int, list] = {}
+        for v, g in zip(values, geoms, strict=True):
+            out.setdefault(v, []).append(g)
+        return {k: canonical(v) for k, v in out.items()}
+
+    assert by_label(*ours) == by_label(*gdal)
