@@ -231,3 +231,12 @@ def test_contact_channel_run_saves_a_flexible_model_that_tile_infer_separates_wi
     assert summary["rasters"][0]["separation"] is not None
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
     assert sum(len(v) for v in splits.values()) == 12
+
+
+def test_evaluate_scores_a_contact_channel_model(tmp_path, learnable):
+    from mapseg_core.training.evaluate import evaluate_model
+
+    config = _config(epochs=1, channels=("building", "contact"))
+    result = train(*learnable, tmp_path / "run", config)
+    scores = evaluate_model(result.model_path, *learnable, polygons=True)
+    assert 0.0 <= scores["all"]["dice_coef"] <= 1.0 and "loss" in scores["all"]
