@@ -60,28 +60,25 @@ def _int_list(
 def _name_list(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> tuple[str, ...] | None:
+    """Channel names; checked by the config (one-line ConfigError naming the valid ones)."""
     if value is None:
         return None
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    from mapseg_core.data.targets import TARGET_CHANNELS
-
-    if not names or names[0] != "building" or any(n not in TARGET_CHANNELS for n in names):
-        raise click.BadParameter(
-            f"give building first, then any of {', '.join(TARGET_CHANNELS[1:])}, "
-            "e.g. building,contact"
-        )
-    return names
+    return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 def _float_list(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> tuple[float, ...] | None:
+    from mapseg_core.errors import ConfigError
+
     if value is None:
         return None
     try:
         return tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter("use comma-separated numbers, e.g. 1,0.5") from None
+        raise ConfigError(
+            f"{param.opts[0]} {value!r}: use comma-separated numbers, e.g. 1,0.5"
+        ) from None
 
 
 @click.command("train", help=_HELP)
