@@ -122,4 +122,18 @@ def flexible_copy(model: keras.Model, config: ModelConfig) -> keras.Model | None
         return None
     clone = build_unet(dataclasses.replace(config, encoder_weights=None), flexible=True)
     clone.set_weights(model.get_weights())
+    # Layers that cache tensors derived from their variables (EfficientNet's input
+    # Normalization keeps its mean/variance broadcast) must recompute them, as a load does.
+    for layer in _all_layers(clone):
+        if isinstance(layer, layers.Normalization):
+            layer.finalize_state()
     return clone
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    out: list[keras.layers.Layer] = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out += _all_layers(layer)
+    return out

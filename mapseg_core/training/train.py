@@ -392,6 +392,14 @@ def _write_outputs(
     )
     flexible = flexible_copy(model, config.model)
     margin = _measure_margin(flexible, config, test_sequence)
+    if flexible is not None and not margin["converged"]:
+        # No margin makes crops agree with larger inputs: the network is not local (an
+        # EfficientNet's squeeze-and-excitation blocks average over the whole input), so
+        # spans of other sizes than training would change its predictions. Keep the
+        # trained size (model-sized windows, each pixel from one window, exact across
+        # blocks) and the rule-of-thumb margin.
+        flexible = None
+        margin["margin"] = max(16, config.model.input_size[0] // 8)
     summary = dataset.summary()
     summary["splits"] = {
         "train": len(splits.train),
@@ -433,10 +441,10 @@ def choose_threshold(model: Any, sequence: Any) -> tuple[float, dict[str, float]
     """The building-probability threshold with the best pixel F1 on ``sequence`` (validation).
 
     F1 over all pixels of the split (Dice of the hard mask), for thresholds
-    0.30..0.70 in steps of 0.05; a tie keeps the one nearest 0.5. The model's
+    0.10..0.70 in steps of 0.05; a tie keeps the one nearest 0.5. The model's
     metadata stores it, and tile-infer uses it unless ``--threshold`` is given.
     """
-    grid = np.round(np.arange(0.30, 0.701, 0.05), 2)
+    grid = np.round(np.arange(0.10, 0.701, 0.05), 2)
     tp = np.zeros(len(grid))
     fp = np.zeros(len(grid))
     fn = np.zeros(len(grid))

@@ -220,7 +220,7 @@ def test_contact_channel_run_saves_a_flexible_model_that_tile_infer_separates_wi
     assert meta["channels"] == ["building", "contact"] and meta["flexible_input"] is True
     assert meta["margin"]["measured"] is True
     assert meta["receptive_margin"] == meta["margin"]["margin"] < 32
-    assert 0.3 <= meta["threshold"] <= 0.7 and len(meta["threshold_search"]) == 9
+    assert 0.1 <= meta["threshold"] <= 0.7 and len(meta["threshold_search"]) == 13
     assert meta["separation"]["radius"] >= 8
     model, _ = load_artifact(result.model_path)
     assert tuple(model.inputs[0].shape[1:3]) == (None, None)
