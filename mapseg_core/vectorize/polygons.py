@@ -287,14 +287,26 @@ def polygonize(
     if in_touching is not None:
         group_mask = (in_touching & (traced > 0)).astype(np.uint8)
         traced = np.where(group_mask > 0, 0, traced).astype(np.uint8)
-        # Each group of touching buildings in its own small crop: the 3x trace costs
-        # nine times the pixels, so it only sees the groups, never the whole block.
         _, groups = cv2.connectedComponents(group_mask, connectivity=4, ltype=cv2.CV_32S)
-        for g, (rows, cols) in enumerate(scipy.ndimage.find_objects(groups), start=1):
-            own = groups[rows, cols] == g
-            crop = np.where(own, labels[rows, cols], 0).astype(np.int32)
-            start = (offset[0] + rows.start, offset[1] + cols.start)
-            v, gs = _polygonize_cut(own.view(np.uint8), crop, start)
+        # Each group of touching buildings is cut out and the crops are stacked, one
+        # empty row apart, in one canvas: the 3x trace costs nine times the pixels, so it
+        # sees only the groups, in a single OpenCV pass.
+        boxes = scipy.ndimage.find_objects(groups)
+        if boxes:
+            width = max(cols.stop - cols.start for _, cols in boxes)
+            heights = np.array([rows.stop - rows.start for rows, _ in boxes], np.int64)
+            starts = np.concatenate([[0], np.cumsum(heights + 1)[:-1]]).astype(np.int64)
+            canvas = np.zeros((int(starts[-1] + heights[-1]), width), np.int32)
+            for g, ((rows, cols), top) in enumerate(zip(boxes, starts.tolist(), strict=True), 1):
+                own = groups[rows, cols] == g
+                canvas[top : top + own.shape[0], : own.shape[1]] = np.where(
+                    own, labels[rows, cols], 0
+                )
+            d_row = np.array([r.start for r, _ in boxes], np.int64) - starts + offset[0]
+            d_col = np.array([c.start for _, c in boxes], np.int64) + offset[1]
+            v, gs = _polygonize_cut(
+                (canvas > 0).view(np.uint8), canvas, (0, 0), (starts, d_row, d_col)
+            )
             values += v
             geoms += gs
     traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
@@ -313,7 +325,10 @@ def _polygonize_traced(
 
 
 def _polygonize_cut(
-    mask: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int]
+    mask: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    offset: tuple[int, int],
+    bands: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
 ) -> tuple[list[int], list[Polygon]]:
     """:func:`polygonize` of labels that touch each other, by tracing at 3x.
 
@@ -336,6 +351,7 @@ def _polygonize_cut(
         mask: building pixels to trace (uint8, no pinches).
         labels: instance labels of the block.
         offset: (row, col) of ``mask[0, 0]`` in the working grid.
+        bands: for stacked crops, (first canvas row, row shift, column shift) of each.
     """
     h, w = mask.shape
     lab = np.where(mask > 0, labels, 0)
@@ -356,11 +372,15 @@ def _polygonize_cut(
     # One label meeting itself only at a corner is two parts under 4-connectivity.
     grid[:-1, 2, :-1, 2] *= ~((tl > 0) & (tl == br) & (tr != tl) & (bl != tl))
     grid[:-1, 2, 1:, 0] *= ~((tr > 0) & (tr == bl) & (tl != tr) & (br != tr))
-    return _trace(up, labels, offset, 3)
+    return _trace(up, labels, offset, 3, bands)
 
 
 def _trace(
-    up: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int], scale: int
+    up: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    offset: tuple[int, int],
+    scale: int,
+    bands: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
 ) -> tuple[list[int], list[Polygon]]:
     """Outlines of an upsampled mask as pixel-edge polygons (see :func:`polygonize`)."""
     contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
@@ -389,6 +409,12 @@ def _trace(
     point_order = point_order[keep[point_order]]
     xy = corners[point_order].astype(np.float64)
     xy += (offset[1], offset[0])
+    if bands is not None:
+        # Stacked crops (see polygonize): each row band moves back to its own place.
+        starts, d_row, d_col = bands
+        band = np.searchsorted(starts, xy[:, 1], side="right") - 1
+        xy[:, 0] += d_col[band]
+        xy[:, 1] += d_row[band]
     rings = shapely.linearrings(xy, indices=ring_of_point[point_order])
     polygons = shapely.polygons(rings, indices=np.cumsum(outer[order]) - 1)
     # Polygons come out ordered by their shell's contour index, as ``values`` is.
