@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Retrain the bundled building model from ../shared/data: building + contact channels,
 # negatives kept, spatial splits by source (the chip-name prefix prepare_data.py writes).
+# The shipped buildings-b0.keras predates this recipe (commit eb493a4's command, without
+# --channels/--split-by, negatives or 90-degree rotations); docs/bundled-model.md compares
+# both on the held-out parts.
 # Needs ../shared/data and ../shared/weights beside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
