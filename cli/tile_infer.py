@@ -96,6 +96,18 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
     help="Simplification tolerance in metres (default: the model's, 1.5 pixels of its GSD).",
 )
 @click.option("--regularize", is_flag=True, help="Same as --outline clean (older flag).")
+@click.option(
+    "--separate/--no-separate",
+    default=None,
+    help="Split touching buildings with the model's contact/boundary channels "
+    "(default: when the model has them), e.g. --no-separate for connected components.",
+)
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Test-time augmentation: average each window over flips and 90-degree rotations "
+    "(8x the model time), e.g. --tta.",
+)
 @click.option("--layer", default="buildings", show_default=True, help="Output layer name.")
 @click.option("--crs", help="Output CRS (default: the first raster's).")
 @click.option(
@@ -152,6 +164,7 @@ def tile_infer(
     $ mapseg tile-infer mass.tif -o out.gpkg --model m.keras --nodata none --progress json
     $ mapseg tile-infer 'tiles/*.tif' -o out.gpkg --model m.keras --workers 4 --job-dir job
     $ mapseg tile-infer mosaic.vrt -o out.gpkg --model m.keras --dask tcp://head:8786 --job-dir job
+    $ mapseg tile-infer ortho.tif -o out.gpkg --model terraces.keras --tta --no-separate
 
     Outlines are clean by default (simplified by 1.5 pixels of the model's GSD,
     right angles where the building is rectilinear, any orientation); the

@@ -17,6 +17,8 @@ $ mapseg train annotation.json images/ -o run --preset b0 \\
 $ mapseg train annotation.json images/ -o run --preset seed-b4 --epochs 1 --encoder-weights none
 $ mapseg train --resume run --epochs 40
 $ mapseg train annotation.json images/ -o run --preset b0 --validation-freq 5
+$ mapseg train chips.json chips/ -o run --preset b0 --channels building,contact \\
+      --split-by field:source
 
 Writes RUN_DIR/model.keras (the model file for evaluate, tile-infer and QGIS),
 best.keras, splits.json, config.json, history.csv, report.csv, TensorBoard logs
@@ -55,6 +57,30 @@ def _int_list(
         return tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter("use comma-separated integers, e.g. 100,101") from None
+
+
+def _name_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    """Channel names; checked by the config (one-line ConfigError naming the valid ones)."""
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _float_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, ...] | None:
+    from mapseg_core.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{param.opts[0]} {value!r}: use comma-separated numbers, e.g. 1,0.5"
+        ) from None
 
 
 @click.command("train", help=_HELP)
@@ -144,6 +170,36 @@ def _int_list(
     help="Seconds between checkpoints (Ctrl-C, the first and the last epoch always save; "
     "kill -9 loses at most this much); 0: every epoch. "
     "$ mapseg train a.json images -o run --checkpoint-interval 0",
+)
+@click.option(
+    "--channels",
+    callback=_name_list,
+    help="Model outputs, building first, e.g. building,contact (or building,contact,boundary): "
+    "the extra channels let tile-infer separate touching buildings.",
+)
+@click.option(
+    "--channel-weights",
+    callback=_float_list,
+    help="Loss weight per channel, e.g. 1,0.5 (default: 1 for building, 0.5 for the others).",
+)
+@click.option(
+    "--contact-width", type=int, help="Contact target: pixels near two buildings, e.g. 2."
+)
+@click.option("--boundary-width", type=int, help="Boundary target: rim width in pixels, e.g. 2.")
+@click.option(
+    "--keep-negatives/--no-keep-negatives",
+    default=None,
+    help="Train on images without buildings too (default: yes), e.g. --no-keep-negatives.",
+)
+@click.option(
+    "--split-by",
+    help="Spatial splits: whole groups per split, by a COCO image field (field:source, the "
+    "raster of a mapseg chips chip) or a file-name pattern ('pattern:^([a-z]+)_').",
+)
+@click.option(
+    "--tune-threshold/--no-tune-threshold",
+    default=None,
+    help="Choose the threshold on validation data after training (default: yes).",
 )
 @overwrite
 @progress_option

@@ -64,8 +64,12 @@ class ModelConfig:
     encoder_trainable: bool = False
     # "imagenet" (Keras download cache), a path to a weights file, or None for random init.
     encoder_weights: str | None = "imagenet"
-    # Output channels: 1 logit per pixel (building vs background).
+    # Output channels: 1 logit per pixel per entry of ``channels``.
     output_channels: int = 1
+    # What each output channel predicts: "building" first, then "contact" (pixels near two
+    # buildings) and/or "boundary" (each building's rim); the extra ones separate touching
+    # buildings in tile-infer (docs/tile-infer.md, "Touching buildings").
+    channels: tuple[str, ...] = ("building",)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,27 @@ class TrainConfig:
     # Seconds between checkpoints (last.keras, best.keras, run.json); the first and last epoch
     # and Ctrl-C always save. A kill -9 loses at most this much training. 0: every epoch.
     checkpoint_interval: float = 120.0
+    # Loss weight of each model channel (None: 1 for building, 0.5 for each other channel).
+    channel_weights: tuple[float, ...] | None = None
+    # Pixels within which two different buildings make a "contact" target pixel.
+    contact_width: int = 2
+    # Width in pixels of the "boundary" target rim inside each building.
+    boundary_width: int = 2
+    # Keep images without any building as negatives (all-background targets).
+    keep_negatives: bool = True
+    # Split by group instead of by image, so no group is in two splits (no leak between
+    # neighbouring chips): "field:NAME" (a COCO image field, e.g. field:source, the raster
+    # `mapseg chips` cut the chip from) or "pattern:REGEX" (first group of a regular
+    # expression on file_name, e.g. pattern:^([a-z]+)_). None: split images at random.
+    split_by: str | None = None
+    # Choose the probability threshold on the validation split after training (else 0.5).
+    tune_threshold: bool = True
+
+    def weights_for(self, channels: tuple[str, ...]) -> tuple[float, ...]:
+        """Loss weight of each of ``channels`` (``channel_weights`` or the default)."""
+        if self.channel_weights is not None:
+            return tuple(float(w) for w in self.channel_weights)
+        return tuple(1.0 if c == "building" else 0.5 for c in channels)
 
     @property
     def early_stopping(self) -> int:
@@ -216,6 +241,15 @@ def validate(config: Any) -> Any:
             raise ConfigError("input_size must be at least 32x32 (the encoder downsamples 32x)")
         if config.encoder.startswith("efficientnet") and config.bands != 3:
             raise ConfigError("EfficientNet encoders take 3 bands; use --bands 3 or encoder tiny")
+        from mapseg_core.data.targets import check_channels
+
+        check_channels(config.channels)
+        if config.output_channels != len(config.channels):
+            raise ConfigError(
+                f"output_channels is {config.output_channels} but channels lists "
+                f"{len(config.channels)} ({', '.join(config.channels)}); drop output_channels "
+                "and give --channels only"
+            )
     if isinstance(config, TrainConfig):
         if config.reduce_lr_on_plateau and config.lr_schedule != "constant":
             raise ConfigError(
@@ -236,6 +270,14 @@ def validate(config: Any) -> Any:
                 f"checkpoint_interval must be 0 or more seconds, got {config.checkpoint_interval}; "
                 "pass --checkpoint-interval 0 to save after every epoch"
             )
+        if config.channel_weights is not None and min(config.channel_weights, default=0) < 0:
+            raise ConfigError("channel_weights must be 0 or more, e.g. --channel-weights 1,0.5")
+        if config.contact_width < 1 or config.boundary_width < 1:
+            raise ConfigError("contact_width and boundary_width must be at least 1 pixel")
+        if config.split_by is not None:
+            from mapseg_core.data.splits import parse_split_by
+
+            parse_split_by(config.split_by)
     return config
 
 
@@ -264,8 +306,16 @@ def make_config(preset: str = "seed-b4", **overrides: Any) -> RunConfig:
             raise ConfigError(f"unknown option {key!r}")
     if "encoder_weights" in model_kw and model_kw["encoder_weights"] in ("none", "None", ""):
         model_kw["encoder_weights"] = None
+    if "channels" in model_kw and "output_channels" not in model_kw:
+        model_kw["channels"] = tuple(model_kw["channels"])
+        model_kw["output_channels"] = len(model_kw["channels"])
     model = validate(dataclasses.replace(base.model, **model_kw))
     train = validate(dataclasses.replace(base.train, **train_kw))
+    if train.channel_weights is not None and len(train.channel_weights) != len(model.channels):
+        raise ConfigError(
+            f"channel_weights has {len(train.channel_weights)} entries for "
+            f"{len(model.channels)} channels ({', '.join(model.channels)}); give one per channel"
+        )
     return RunConfig(preset=preset, model=model, train=train)
 
 
@@ -323,6 +373,11 @@ class TileConfig:
     save_probabilities: str | None = None
     # Also write the building mask (uint8 0/1 GeoTIFF) on the input grid here.
     save_mask: str | None = None
+    # Separate touching buildings with the model's contact/boundary channels
+    # (None: when the model has them; False: connected components of the mask).
+    separate: bool | None = None
+    # Test-time augmentation: average each model input over flips and 90-degree rotations.
+    tta: bool = False
 
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.batch_size < 1:

@@ -164,3 +164,65 @@ def make_stub_model(
         **metadata,
     }
     return save_artifact(model, path, meta)
+
+
+#: A roof pixel on a party wall: a building (logit 3) and contact (logit 3) for the contact stub.
+PARTY_WALL = (230, 40, 100)
+
+
+def terrace_scene(height: int = 96, width: int = 160) -> tuple[np.ndarray, list[Polygon]]:
+    """Rows of touching houses, each pair sharing a 2 px party wall, and their footprints.
+
+    Row one's walls lie on the 32/64/96 px block borders, row two's between them;
+    both rows cross block rows. Each wall is one pixel column on either side of
+    the edge two houses share, so separation must give back the houses exactly.
+    """
+    img = np.empty((3, height, width), dtype=np.uint8)
+    for k in range(3):
+        img[k] = GROUND[k]
+    shapes: list[Polygon] = []
+    for x0, y0, y1, count in ((16, 20, 44, 6), (8, 58, 78, 5)):
+        for k in range(count):
+            left, right = x0 + 16 * k, x0 + 16 * (k + 1)
+            img[:, y0:y1, left:right] = np.array(ROOF, np.uint8)[:, None, None]
+            shapes.append(box(left, y0, right, y1))
+        for k in range(1, count):
+            edge = x0 + 16 * k
+            img[:, y0:y1, edge - 1 : edge + 1] = np.array(PARTY_WALL, np.uint8)[:, None, None]
+    img[:, 84:92, 130:150] = np.array(ROOF, np.uint8)[:, None, None]  # a detached house
+    shapes.append(box(130, 84, 150, 92))
+    return img, shapes
+
+
+def make_contact_stub_model(
+    path: str | Path, input_size: tuple[int, int] = (64, 64), receptive_margin: int = 8
+) -> Path:
+    """A two-channel 1x1-conv stub: building as :func:`make_stub_model`, contact on party walls.
+
+    ``building = (red - blue - 100) / 10``, ``contact = (blue - 70) / 10``: ROOF is
+    building (8) and no contact (-3), PARTY_WALL both (3, 3), GROUND neither.
+    """
+    import keras
+
+    inputs = keras.Input(shape=(None, None, 3))
+    conv = keras.layers.Conv2D(2, 1, name="roof_and_wall")
+    model = keras.Model(inputs, conv(inputs))
+    kernel = np.zeros((1, 1, 3, 2), dtype=np.float32)
+    kernel[0, 0, 0, 0], kernel[0, 0, 2, 0] = 0.1, -0.1
+    kernel[0, 0, 2, 1] = 0.1
+    conv.set_weights([kernel, np.array([-10.0, -7.0], dtype=np.float32)])
+    from mapseg_core.models.artifact import save_artifact
+
+    meta = {
+        "input_size": list(input_size),
+        "bands": 3,
+        "band_names": ["red", "green", "blue"],
+        "gsd": GSD,
+        "receptive_margin": receptive_margin,
+        "output": "logits",
+        "threshold": 0.5,
+        "preset": "stub",
+        "channels": ["building", "contact"],
+        "separation": {"radius": 4, "threshold": 0.5},
+    }
+    return save_artifact(model, path, meta)

@@ -33,7 +33,11 @@ def seed_augmentation(height: int, width: int) -> A.Compose:
 
     Seed transform (albumentations 0.x) -> transform here:
 
-    * ``HorizontalFlip(p=0.5)`` -> unchanged.
+    * ``HorizontalFlip(p=0.5)`` -> unchanged, followed by two transforms the seed
+      lacks: ``VerticalFlip(p=0.5)`` and ``RandomRotate90(p=1)`` (0, 90, 180 or
+      270 degrees), which together draw any of the 8 flips and right-angle
+      rotations with equal chance. Aerial views have no preferred orientation;
+      these are also the transforms ``tile-infer --tta`` averages over.
     * ``ShiftScaleRotate(scale_limit=0.25, rotate_limit=0, shift_limit=0.1,
       border_mode=0, p=1)`` -> ``Affine(scale=(0.75, 1.25),
       translate_percent=(-0.1, 0.1), rotate=0, border_mode=BORDER_CONSTANT,
@@ -73,6 +77,10 @@ def seed_augmentation(height: int, width: int) -> A.Compose:
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
+            # Not in the seed: a nadir image has no "up", so every right-angle rotation and
+            # mirror of a roof is as likely as the original (the 8 symmetries of the square).
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=1.0),
             A.Affine(
                 scale=(0.75, 1.25),
                 translate_percent=(-0.1, 0.1),

@@ -51,7 +51,7 @@ class CocoDataset:
     images_dir: Path
     # Categories whose union is the mask, sorted.
     category_ids: tuple[int, ...]
-    # Images with at least one annotation of ``category_ids``, sorted.
+    # Images with at least one annotation of ``category_ids`` (and negatives if asked), sorted.
     image_ids: tuple[int, ...]
     # The pycocotools index (read-only after build).
     _coco: COCO = field(repr=False, compare=False)
@@ -162,6 +162,38 @@ class CocoDataset:
             np.maximum(mask, ann_mask, out=mask)
         return mask
 
+    def load_instances(self, image_id: int) -> np.ndarray:
+        """The ``HxW`` float32 instance map: 0 for background, ``k`` on the k-th annotation.
+
+        Built like :meth:`load_mask` (from ``segmentation``, never ``bbox``);
+        where annotations overlap the later one wins. Its support is exactly
+        :meth:`load_mask`'s. Float32 so that OpenCV and albumentations warp it
+        with nearest-neighbour interpolation like any mask (ids are exact below
+        2**24); :func:`mapseg_core.data.targets.make_targets` turns it into the
+        building, contact and boundary targets after augmentation.
+        """
+        info = self.image_info(image_id)
+        height, width = int(info["height"]), int(info["width"])
+        ids = np.zeros((height, width), dtype=np.float32)
+        ann_ids = self._coco.getAnnIds(imgIds=[int(image_id)], catIds=list(self.category_ids))
+        for k, ann in enumerate(self._coco.loadAnns(ann_ids), start=1):
+            try:
+                ann_mask = self._coco.annToMask(ann)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise DatasetError(
+                    f"annotation {ann.get('id')} of image {image_id} has an unreadable "
+                    f"segmentation ({type(exc).__name__}); fix or remove it in "
+                    f"{self.annotations.name}"
+                ) from exc
+            if ann_mask.shape != ids.shape:
+                raise DatasetError(
+                    f"annotation {ann.get('id')} of image {image_id} is "
+                    f"{ann_mask.shape[0]}x{ann_mask.shape[1]} but the image is {height}x{width}; "
+                    "fix the RLE size or the image's height/width in the annotation file"
+                )
+            ids[ann_mask > 0] = k
+        return ids
+
     def load_sample(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image, mask)`` of :meth:`load_image` and :meth:`load_mask`."""
         return self.load_image(image_id), self.load_mask(image_id)
@@ -211,6 +243,7 @@ def load_coco(
     annotations: str | Path,
     images_dir: str | Path,
     category_ids: Sequence[int] | None = None,
+    include_negatives: bool = False,
 ) -> CocoDataset:
     """Read and validate a COCO annotation file and its image folder.
 
@@ -225,10 +258,15 @@ def load_coco(
         images_dir: folder the images' ``file_name`` entries are relative to.
         category_ids: categories whose union is the mask; ``None`` takes every
             category in the file.
+        include_negatives: also keep the images with no annotation of those
+            categories (all-background targets). Training wants them: without
+            negatives a model never sees a roofless field, car park or road at
+            training time and calls some of them buildings. They are kept only
+            when the file also has annotated images.
 
     Returns:
         The dataset over the images that have at least one annotation of the
-        chosen categories.
+        chosen categories (and, with ``include_negatives``, the others).
     """
     ann_path = Path(annotations)
     img_dir = Path(images_dir)
@@ -282,6 +320,8 @@ def load_coco(
             f"no image in {ann_path.name} has an annotation of categories {list(chosen)}; "
             "check --category-ids and that annotations reference listed images"
         )
+    if include_negatives:
+        annotated |= {int(i) for i in coco.imgs}
     image_ids = tuple(sorted(annotated))
 
     if not img_dir.is_dir():

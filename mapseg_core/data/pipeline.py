@@ -27,6 +27,7 @@ from mapseg_core.data.augment import seed_augmentation
 from mapseg_core.data.coco import CocoDataset
 from mapseg_core.data.samples import ResizeMode, _fit, prepare_sample  # noqa: F401  (re-exported)
 from mapseg_core.data.splits import Splits
+from mapseg_core.data.targets import check_channels, make_targets
 from mapseg_core.errors import ConfigError, DatasetError
 
 
@@ -49,6 +50,9 @@ class CocoSequence(keras.utils.PyDataset):
         resize_mode: how samples reach ``input_size`` (see :func:`prepare_sample`).
         workers: Keras worker threads preparing batches ahead.
         max_queue_size: batches prepared ahead at most.
+        channels: target channels (see :mod:`mapseg_core.data.targets`).
+        contact_width: pixels within which two buildings make a contact pixel.
+        boundary_width: width of the boundary rim.
     """
 
     def __init__(
@@ -63,6 +67,9 @@ class CocoSequence(keras.utils.PyDataset):
         resize_mode: ResizeMode = "resize",
         workers: int = 2,
         max_queue_size: int = 8,
+        channels: Sequence[str] = ("building",),
+        contact_width: int = 2,
+        boundary_width: int = 2,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         if batch_size < 1:
@@ -79,6 +86,9 @@ class CocoSequence(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.resize_mode: ResizeMode = resize_mode
+        self.channels: tuple[str, ...] = check_channels(channels)
+        self.contact_width = int(contact_width)
+        self.boundary_width = int(boundary_width)
         self._epoch = 0
         self._order: tuple[int, ...] = self._order_for(0)
         # One Compose per thread: a Compose holds its random state, which is re-seeded per sample.
@@ -112,19 +122,29 @@ class CocoSequence(keras.utils.PyDataset):
         return self._order[start : start + self.batch_size]
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Batch ``index``: float32 images (B, H, W, 3) in 0..255, masks (B, H, W, 1) in {0, 1}."""
+        """Batch ``index``: float32 images (B, H, W, 3) in 0..255, targets (B, H, W, C) in {0, 1}.
+
+        ``C`` is ``len(channels)``; with the default ``("building",)`` the targets are
+        the building masks, as always. The image and its *instance map* are
+        fitted and augmented together, and the targets are made from the
+        augmented instance map (:func:`~mapseg_core.data.targets.make_targets`),
+        so every channel sees exactly the image's geometric transform.
+        """
         ids = self.batch_ids(index)
         start = index * self.batch_size
         height, width = self.input_size
         images = np.empty((len(ids), height, width, 3), dtype=np.float32)
-        masks = np.empty((len(ids), height, width, 1), dtype=np.float32)
+        masks = np.empty((len(ids), height, width, len(self.channels)), dtype=np.float32)
         for k, image_id in enumerate(ids):
-            image, mask = self.dataset.load_sample(image_id)
-            image, mask = _fit(image, mask, self.input_size, self.resize_mode)
+            image = self.dataset.load_image(image_id)
+            instances = self.dataset.load_instances(image_id)
+            image, instances = _fit(image, instances, self.input_size, self.resize_mode)
             if self.augment:
-                image, mask = self._augment(image, mask, start + k)
+                image, instances = self._augment(image, instances, start + k)
             images[k] = image
-            masks[k, ..., 0] = mask
+            masks[k] = make_targets(
+                instances, self.channels, self.contact_width, self.boundary_width
+            )
         return images, masks
 
     def on_epoch_end(self) -> None:
@@ -155,6 +175,7 @@ def make_sequences(
     splits: Splits,
     model_input_size: tuple[int, int],
     train_config: TrainConfig,
+    channels: Sequence[str] = ("building",),
 ) -> dict[str, CocoSequence]:
     """The ``"train"``, ``"valid"`` and ``"test"`` sequences of a training run.
 
@@ -175,6 +196,9 @@ def make_sequences(
         "seed": train_config.seed,
         "resize_mode": train_config.resize_mode,
         "workers": train_config.workers,
+        "channels": tuple(channels),
+        "contact_width": train_config.contact_width,
+        "boundary_width": train_config.boundary_width,
     }
     return {
         "train": CocoSequence(

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -112,6 +113,119 @@ def make_splits(
             "leave a split empty; add images or choose sizes nearer 0.5"
         )
     return Splits(train=tuple(train), valid=tuple(valid), test=tuple(test))
+
+
+def parse_split_by(split_by: str) -> tuple[str, str]:
+    """``"field:NAME"`` or ``"pattern:REGEX"`` as ``(kind, value)``, or :class:`DatasetError`."""
+    kind, _, value = split_by.partition(":")
+    if kind not in ("field", "pattern") or not value:
+        raise DatasetError(
+            f"--split-by {split_by!r} is not understood; use field:NAME (a COCO image field, "
+            "e.g. field:source) or pattern:REGEX (e.g. 'pattern:^([a-z]+)_')"
+        )
+    if kind == "pattern":
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise DatasetError(
+                f"--split-by pattern {value!r} is not a regular expression ({exc})"
+            ) from None
+    return kind, value
+
+
+def group_of(info: Mapping[str, object], split_by: str) -> str:
+    """The group key of one COCO image record under ``split_by`` (see :func:`parse_split_by`).
+
+    ``field:NAME`` reads the record's NAME (``mapseg chips`` writes ``source``,
+    the raster a chip was cut from); ``pattern:REGEX`` searches ``file_name``
+    and takes the first group (or the whole match).
+
+    Raises:
+        DatasetError: the field is missing or the pattern does not match.
+    """
+    kind, value = parse_split_by(split_by)
+    if kind == "field":
+        if value not in info:
+            raise DatasetError(
+                f"image {info.get('file_name')!r} has no field {value!r} for --split-by; "
+                "add it to every image record or split by pattern:REGEX on file names"
+            )
+        return str(info[value])
+    name = str(info.get("file_name", ""))
+    match = re.search(value, name)
+    if match is None:
+        raise DatasetError(
+            f"--split-by pattern {value!r} does not match file name {name!r}; "
+            "change the pattern so it matches every image"
+        )
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def make_group_splits(
+    image_ids: Sequence[int],
+    groups: Sequence[str],
+    train_size: float = 0.7,
+    valid_size: float = 0.3,
+    seed: int = 108241,
+) -> Splits:
+    """Spatial splits: whole groups (rasters, regions) go to one split each.
+
+    Chips cut from one raster share buildings, light and season, and
+    neighbouring chips overlap in context; split at random, the test split
+    holds near-copies of training chips and its figures are too good. Here
+    the groups are shuffled with ``seed`` and taken whole, test first, then
+    validation, until each split holds at least its share of the *images*
+    (``1 - train_size`` of all, then ``valid_size`` of the rest).
+
+    Raises:
+        DatasetError: fewer than 3 groups, or a split would be empty.
+    """
+    ids = [int(i) for i in image_ids]
+    if len(groups) != len(ids):
+        raise ValueError("one group per image id")
+    names = sorted(set(groups))
+    if len(names) < 3:
+        raise DatasetError(
+            f"--split-by gives {len(names)} group(s) ({', '.join(names)}); spatial splits need "
+            "at least 3 (train, valid, test): add rasters or choose a finer key"
+        )
+    rng = np.random.RandomState(seed)
+    order = [names[k] for k in rng.permutation(len(names))]
+    size = {n: 0 for n in names}
+    for g in groups:
+        size[g] += 1
+    test_target = math.ceil((1 - train_size) * len(ids))
+    test, rest = _take(order, size, test_target)
+    valid_target = math.ceil(valid_size * sum(size[g] for g in rest))
+    valid, train = _take(rest, size, valid_target)
+    if not train:  # the last group always trains
+        train, valid = valid[-1:], valid[:-1]
+    parts = {
+        "train": set(train),
+        "valid": set(valid),
+        "test": set(test),
+    }
+    out = {
+        k: tuple(i for i, g in zip(ids, groups, strict=True) if g in v) for k, v in parts.items()
+    }
+    if not all(out.values()):
+        raise DatasetError(
+            f"{len(names)} groups cannot fill train, valid and test with train_size={train_size} "
+            f"and valid_size={valid_size}; add rasters or choose sizes nearer 0.5"
+        )
+    return Splits(train=out["train"], valid=out["valid"], test=out["test"])
+
+
+def _take(order: list[str], size: dict[str, int], target: int) -> tuple[list[str], list[str]]:
+    """Leading groups of ``order`` until they hold ``target`` images (at least one group)."""
+    taken: list[str] = []
+    count = 0
+    for k, g in enumerate(order):
+        if taken and count >= target:
+            return taken, order[k:]
+        taken.append(g)
+        count += size[g]
+    return taken, []
 
 
 def _train_test_split(

@@ -66,9 +66,14 @@ def predict_instances(
     file's) gives the outline defaults and the GSD.
     """
     from mapseg_core.data.samples import prepare_sample
+    from mapseg_core.inference.engine import model_channels
     from mapseg_core.inference.stitch import to_probability
+    from mapseg_core.vectorize.separate import SEPARATING
 
     options = image_polish_options(metadata or {})
+    # Touching buildings separated as tile-infer does (by default, when the model can).
+    channels, separation = model_channels(metadata or {}, None)
+    picked = [k for k, name in enumerate(channels) if name in SEPARATING]
     results: list[dict[str, Any]] = []
     ids = [int(i) for i in image_ids]
     for start in range(0, len(ids), batch_size):
@@ -81,10 +86,16 @@ def predict_instances(
             x, _ = prepare_sample(image, empty, input_size, resize_mode)  # type: ignore[arg-type]
             images.append(x)
         raw = np.asarray(model.predict_on_batch(np.stack(images)))
-        prob = to_probability(raw.reshape(raw.shape[:3]), output)  # type: ignore[arg-type]
+        raw = raw if raw.ndim == 4 else raw[..., None]  # (batch, h, w, channels)
+        prob = to_probability(raw, output)  # type: ignore[arg-type]
         for image_id, shape, p in zip(batch_ids, shapes, prob, strict=True):
-            full = to_image_size(p, shape, resize_mode)
-            for inst in polygon_instances(full, threshold, options):
+            full = to_image_size(p[..., 0], shape, resize_mode)
+            separators = None
+            if separation is not None:
+                separators = np.stack(
+                    [to_image_size(p[..., k], shape, resize_mode) for k in picked], axis=-1
+                )
+            for inst in polygon_instances(full, threshold, options, separators, separation):
                 results.append({"image_id": image_id, "category_id": 1, **inst})
     return results
 
@@ -108,8 +119,18 @@ def image_polish_options(metadata: dict[str, Any]) -> Any:
     )
 
 
-def polygon_instances(prob: np.ndarray, threshold: float, options: Any) -> list[dict[str, Any]]:
-    """Tile-infer's polygons of one probability map as RLE instances (see the module docstring)."""
+def polygon_instances(
+    prob: np.ndarray,
+    threshold: float,
+    options: Any,
+    separators: np.ndarray | None = None,
+    separation: Any = None,
+) -> list[dict[str, Any]]:
+    """Tile-infer's polygons of one probability map as RLE instances (see the module docstring).
+
+    ``separators`` (contact/boundary probabilities) and ``separation`` split
+    touching buildings exactly as tile-infer does.
+    """
     import rasterio.features
     from affine import Affine
     from pycocotools import mask as mask_utils
@@ -117,7 +138,10 @@ def polygon_instances(prob: np.ndarray, threshold: float, options: Any) -> list[
     from mapseg_core.vectorize.pipeline import polygons_from_probability
 
     out: list[dict[str, Any]] = []
-    for feature in polygons_from_probability(prob, Affine.identity(), options, threshold):
+    features = polygons_from_probability(
+        prob, Affine.identity(), options, threshold, separators=separators, separation=separation
+    )
+    for feature in features:
         full = rasterio.features.rasterize([feature.geometry], out_shape=prob.shape, dtype="uint8")
         area = int(full.sum())
         if area == 0:

@@ -85,6 +85,7 @@ from mapseg_core.vectorize.polygons import (
     pixel_area,
     polish,
 )
+from mapseg_core.vectorize.separate import SEPARATING, SeparationOptions, halo
 
 #: GDAL block cache while tiling. GDAL's default (5 % of RAM) would keep every decoded
 #: block of a big raster; blocks are read once in row order, so a cache that holds the
@@ -199,6 +200,43 @@ def working_grid(
     return transform @ Affine.scale(width / new_w, height / new_h), new_w, new_h
 
 
+def model_channels(
+    metadata: dict[str, Any], separate: bool | None
+) -> tuple[tuple[str, ...], SeparationOptions | None]:
+    """The model's output channels and the separation to run (``--separate``).
+
+    ``separate=None`` separates exactly when the model predicts a contact or
+    boundary channel; True on a one-channel model is refused, since there is
+    nothing to separate with.
+
+    Raises:
+        ConfigError: ``--separate`` with a model without separating channels,
+            or metadata naming an unknown channel.
+    """
+    from mapseg_core.vectorize.separate import CHANNELS
+
+    channels = tuple(str(c) for c in metadata.get("channels") or ("building",))
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown or channels[0] != "building":
+        raise ConfigError(
+            f"model channels {list(channels)} are not understood (expected 'building' first, "
+            f"then any of {list(CHANNELS[1:])}); upgrade mapseg or re-export the model"
+        )
+    can = any(c in SEPARATING for c in channels)
+    if separate and not can:
+        raise ConfigError(
+            "--separate needs a model with a contact or boundary channel; "
+            "train one with --channels building,contact or drop --separate"
+        )
+    if not can or separate is False:
+        return channels, None
+    options = dict(metadata.get("separation") or {})
+    return channels, SeparationOptions(
+        radius=int(options.get("radius", SeparationOptions.radius)),
+        threshold=float(options.get("threshold", SeparationOptions.threshold)),
+    )
+
+
 # === Plans ===
 
 
@@ -246,6 +284,12 @@ class RasterPlan:
     threshold: float
     # "logits" or "probabilities".
     output: str
+    # The model's output channels, "building" first (e.g. "contact": see separate.py).
+    channels: tuple[str, ...] = ("building",)
+    # Separation of touching buildings (None: buildings are connected components).
+    separation: SeparationOptions | None = None
+    # Average each model input's prediction over flips and 90-degree rotations.
+    tta: bool = False
 
     @property
     def resampled(self) -> bool:
@@ -268,6 +312,10 @@ class RasterPlan:
             "model_gsd_m": round(self.work_gsd, 4),
             "resampled": self.resampled,
             "blocks": len(self.grid),
+            "channels": list(self.channels),
+            "separation": dataclasses.asdict(self.separation) if self.separation else None,
+            "tta": self.tta,
+            "margin": self.grid.margin,
         }
 
 
@@ -311,13 +359,49 @@ class Predictor:
         self.any_size = any_size
 
     def __call__(self, windows: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Raw model output ``(n, h, w)`` for ``windows``."""
-        out = np.empty(windows.shape[:3], dtype=np.float32)
+        """Raw model output ``(n, h, w)`` of the first (building) channel for ``windows``."""
+        return self.raw(windows)[..., 0]
+
+    def raw(self, windows: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Raw model output ``(n, h, w, channels)`` for ``windows``, in batches."""
+        out: NDArray[np.float32] | None = None
         for start in range(0, len(windows), self.batch_size):
             batch = windows[start : start + self.batch_size]
-            pred = np.asarray(self.model.predict_on_batch(batch))
-            out[start : start + len(batch)] = pred.reshape(pred.shape[:3])
+            pred = np.asarray(self.model.predict_on_batch(batch), dtype=np.float32)
+            pred = pred.reshape(*pred.shape[:3], -1)
+            if out is None:
+                out = np.empty((len(windows), *pred.shape[1:]), dtype=np.float32)
+            out[start : start + len(batch)] = pred
+        if out is None:
+            return np.empty((*windows.shape[:3], 1), dtype=np.float32)
         return out
+
+    def probabilities(
+        self, windows: NDArray[np.float32], kind: Literal["logits", "probabilities"], tta: bool
+    ) -> NDArray[np.float32]:
+        """Probabilities ``(n, h, w, channels)`` of ``windows``, optionally with TTA.
+
+        Test-time augmentation predicts each input under the 8 flips and
+        90-degree rotations of the square (4 flips for non-square inputs, whose
+        rotations would change the shape a fixed-size model takes), turns each
+        prediction back and averages the probabilities. It acts on one model
+        input at a time, a window or a span, so a pixel's value still comes from
+        exactly one window centre and does not depend on the block layout.
+        """
+        if not tta:
+            return to_probability(self.raw(windows), kind)
+        square = windows.shape[1] == windows.shape[2]
+        total: NDArray[np.float32] | None = None
+        transforms = [(k, f) for k in ((0, 1, 2, 3) if square else (0, 2)) for f in (False, True)]
+        for k, flip in transforms:
+            x = np.rot90(windows, k, axes=(1, 2))
+            x = x[:, :, ::-1] if flip else x
+            y = to_probability(self.raw(np.ascontiguousarray(x)), kind)
+            y = y[:, :, ::-1] if flip else y
+            y = np.rot90(y, -k, axes=(1, 2))
+            total = y.copy() if total is None else total + y
+        assert total is not None
+        return (total / len(transforms)).astype(np.float32)
 
 
 def _takes_any_size(model: Any) -> bool:
@@ -554,6 +638,7 @@ def plan_raster(
         threshold = (
             config.threshold if config.threshold is not None else float(metadata["threshold"])
         )
+        channels, separation = model_channels(metadata, config.separate)
         provisional = RasterPlan(
             path=path,
             name=Path(path).name,
@@ -575,6 +660,9 @@ def plan_raster(
             grid=grid,
             threshold=threshold,
             output=str(metadata.get("output", "logits")),
+            channels=channels,
+            separation=separation,
+            tta=config.tta,
         )
         dtype = src.dtypes[bands[0] - 1]
         needs_stats = config.normalization == "percentile" or (
@@ -610,6 +698,8 @@ class _Prepared:
     """A block read and ready for the model (the first stage of :func:`run_block`)."""
 
     block: Block
+    # What is predicted: the block, or the block and the halo its separation needs.
+    area: Block
     # Padded, normalized block (rows, cols, bands), or None when it has no valid pixel.
     padded: NDArray[np.float32] | None
     # Validity of the padded block's pixels.
@@ -620,37 +710,68 @@ class _Prepared:
     valid_pixels: int
 
 
-def _prepare(ds: Any, plan: RasterPlan, block: Block) -> _Prepared:
+def separation_area(plan: RasterPlan, block: Block, any_size: bool) -> Block:
+    """The block plus the halo its separation needs (the block itself without separation).
+
+    Separation labels a block's pixels from the probabilities within
+    :func:`~mapseg_core.vectorize.separate.halo` pixels around it, so those
+    pixels are predicted too, and must get the values the neighbouring block
+    computes for them. Model-sized windows sit on the core grid, so the area
+    grows by whole cores: the halo pixels are predicted by the very windows the
+    neighbour runs. Spans keep the network's phase when they move by multiples
+    of ``align``, so the area grows by the halo rounded up to ``align`` (a few
+    percent more pixels on 1024 px blocks).
+    """
+    if plan.separation is None:
+        return block
+    need = halo(plan.separation)
+    grid = plan.grid
+    units = [
+        grid.core[a] if not any_size else (grid.align if grid.core[a] % grid.align == 0 else 1)
+        for a in (0, 1)
+    ]
+    ext = [-(-need // u) * u for u in units]
+    r0 = max(0, block.row_off - ext[0])
+    c0 = max(0, block.col_off - ext[1])
+    r1 = min(grid.height, block.row_off + block.height + ext[0])
+    c1 = min(grid.width, block.col_off + block.width + ext[1])
+    return Block(block.index, r0, c0, r1 - r0, c1 - c0)
+
+
+def _prepare(ds: Any, plan: RasterPlan, block: Block, any_size: bool = True) -> _Prepared:
     """Read, normalize and pad one block (I/O; the only stage that touches ``ds``)."""
     grid = plan.grid
-    bw = grid.windows_of(block)
+    area = separation_area(plan, block, any_size)
+    bw = grid.windows_of(area)
     data, valid = _read(ds, plan, bw.read)
     m = grid.margin
     (top, _), (left, _) = bw.pad
-    inner = valid[m - top : m - top + block.height, m - left : m - left + block.width]
-    n_valid = int(inner.sum())
+    inner = valid[m - top : m - top + area.height, m - left : m - left + area.width]
+    r, c = block.row_off - area.row_off, block.col_off - area.col_off
+    n_valid = int(inner[r : r + block.height, c : c + block.width].sum())
     if n_valid == 0:
-        return _Prepared(block, None, None, inner, 0)
+        return _Prepared(block, area, None, None, inner, 0)
     x = apply_scaling(data, plan.scaling)
     x[~valid] = plan.scaling.out_min
     padded, padded_valid = pad_block(x, valid, bw.pad)
-    return _Prepared(block, padded, padded_valid, inner, n_valid)
+    return _Prepared(block, area, padded, padded_valid, inner, n_valid)
 
 
 def _predict(plan: RasterPlan, prepared: _Prepared, predictor: Predictor) -> NDArray[np.float32]:
-    """Probabilities of the block's pixels (0 outside valid data)."""
+    """Probabilities ``(rows, cols, channels)`` of the predicted area (0 outside valid data)."""
     grid = plan.grid
-    block = prepared.block
+    block = prepared.area
     shape = (block.height, block.width)
+    channels = len(plan.channels)
     if prepared.padded is None or prepared.padded_valid is None:
-        return np.zeros(shape, dtype=np.float32)
+        return np.zeros((*shape, channels), dtype=np.float32)
     padded, padded_valid = prepared.padded, prepared.padded_valid
     m = grid.margin
     kind: Literal["logits", "probabilities"] = (
         "logits" if plan.output == "logits" else "probabilities"
     )
     if predictor.any_size:
-        prob = np.zeros(shape, dtype=np.float32)
+        prob = np.zeros((*shape, channels), dtype=np.float32)
         extra = (grid.tile[0] - grid.core[0], grid.tile[1] - grid.core[1])
         budget = max(1, predictor.batch_size) * grid.tile[0] * grid.tile[1]
         for span in grid.spans_of(block, budget):
@@ -660,13 +781,12 @@ def _predict(plan: RasterPlan, prepared: _Prepared, predictor: Predictor) -> NDA
             if not padded_valid[r + m : r + m + h, c + m : c + m + w].any():
                 continue
             x = padded[r : r + span.height + extra[0], c : c + span.width + extra[1]]
-            raw = np.asarray(predictor.model.predict_on_batch(x[None]))
-            raw = raw.reshape(raw.shape[1:3])[m : m + h, m : m + w]
-            prob[r : r + h, c : c + w] = to_probability(raw, kind)
+            p = predictor.probabilities(np.ascontiguousarray(x[None]), kind, plan.tta)
+            prob[r : r + h, c : c + w] = p[0, m : m + h, m : m + w, :channels]
     else:
         bw = grid.windows_of(block)
         windows = split_windows(padded, bw.offsets, grid.tile)
-        raw = np.full(windows.shape[:3], -np.inf if kind == "logits" else 0.0, np.float32)
+        probs = np.zeros((*windows.shape[:3], channels), np.float32)
         core_valid = np.array(
             [
                 padded_valid[r + m : r + m + grid.core[0], c + m : c + m + grid.core[1]].any()
@@ -674,8 +794,11 @@ def _predict(plan: RasterPlan, prepared: _Prepared, predictor: Predictor) -> NDA
             ]
         )
         if core_valid.any():
-            raw[core_valid] = predictor(windows[core_valid])
-        prob = assemble_cores(to_probability(raw, kind), bw.shape, m, grid.core, shape)
+            probs[core_valid] = predictor.probabilities(windows[core_valid], kind, plan.tta)[
+                ..., :channels
+            ]
+        prob = assemble_cores(probs, bw.shape, m, grid.core, shape)
+        prob = prob.reshape(*shape, channels)
     prob[~prepared.inner] = 0.0
     return prob
 
@@ -686,17 +809,32 @@ def _finish(
     prob: NDArray[np.float32],
     keep_probability: bool,
 ) -> BlockResult:
-    """Threshold and vectorize one predicted block (pure CPU work, no model, no I/O)."""
-    block = prepared.block
+    """Threshold, separate and vectorize one predicted block (pure CPU, no model, no I/O).
+
+    ``prob`` covers ``prepared.area``: the block, plus the separation halo when
+    buildings are separated (see :func:`separation_area`).
+    """
+    block, area = prepared.block, prepared.area
+    r, c = block.row_off - area.row_off, block.col_off - area.col_off
+    separators = None
+    if plan.separation is not None:
+        picked = [k for k, name in enumerate(plan.channels) if name in SEPARATING]
+        separators = prob[..., picked]
     polygons = block_buildings(
-        prob,
+        prob[..., 0],
         plan.threshold,
         block.index,
         (block.row_off, block.col_off),
         plan.grid.n_blocks,
         valid=prepared.inner,
+        separators=separators,
+        separation=plan.separation,
+        core=(r, c, block.height, block.width),
     )
-    return BlockResult(block, polygons, prob if keep_probability else None, prepared.valid_pixels)
+    building = np.ascontiguousarray(prob[r : r + block.height, c : c + block.width, 0])
+    return BlockResult(
+        block, polygons, building if keep_probability else None, prepared.valid_pixels
+    )
 
 
 def run_block(
@@ -711,7 +849,7 @@ def run_block(
     Its three stages (read, predict, vectorize) are what :func:`tile_infer`
     overlaps across consecutive blocks.
     """
-    prepared = _prepare(ds, plan, block)
+    prepared = _prepare(ds, plan, block, predictor.any_size)
     prob = _predict(plan, prepared, predictor)
     return _finish(plan, prepared, prob, keep_probability)
 
@@ -1000,7 +1138,7 @@ def _run_raster(
 
     def read(ds: Any, block: Block) -> _Prepared:
         try:
-            return _prepare(ds, plan, block)
+            return _prepare(ds, plan, block, predictor.any_size)
         except rasterio.errors.RasterioIOError as exc:
             raise RasterError(
                 f"cannot read {plan.name} at block {block.index}: "

@@ -79,17 +79,19 @@ def assemble_cores(
     """Keep each window's core and lay the cores out as one block array.
 
     Args:
-        predictions: ``(n, tile_h, tile_w)`` or ``(n, tile_h, tile_w, 1)``, row-major windows.
+        predictions: ``(n, tile_h, tile_w)`` or ``(n, tile_h, tile_w, 1)``, row-major
+            windows; ``(n, tile_h, tile_w, C)`` with ``C > 1`` gives ``(rows, cols, C)``.
         shape: windows down and across the block.
         margin: pixels cropped at the window's top and left.
         core: core size (rows, cols).
         out_shape: the block's size inside the raster; the cores' excess
             beyond the raster edge is dropped.
     """
-    if predictions.ndim == 4:
+    if predictions.ndim == 4 and predictions.shape[3] == 1:
         predictions = predictions[..., 0]
     nr, nc = shape
     cores = predictions[:, margin : margin + core[0], margin : margin + core[1]]
-    grid = cores.reshape(nr, nc, core[0], core[1]).transpose(0, 2, 1, 3)
-    full = grid.reshape(nr * core[0], nc * core[1])
+    channels = cores.shape[3:]  # () or (C,) for multi-channel models
+    grid = cores.reshape(nr, nc, core[0], core[1], *channels).swapaxes(1, 2)
+    full = grid.reshape(nr * core[0], nc * core[1], *channels)
     return np.ascontiguousarray(full[: out_shape[0], : out_shape[1]], dtype=np.float32)

@@ -17,7 +17,14 @@ what a tiling engine or a colleague needs to use the model correctly:
 ``output``            ``"logits"`` (apply a sigmoid) or ``"probabilities"``
 ``class_names``       ["building"]
 ``gsd``               ground sampling distance of the training imagery, metres per pixel
-``receptive_margin``  pixels at a window edge whose prediction is unreliable (tiling overlap hint)
+``receptive_margin``  pixels cropped at each window edge by tile-infer: measured when the model is
+                      saved (``margin`` holds the measure, see mapseg_core/models/margin.py)
+``channels``          what each output channel predicts, "building" first (then "contact",
+                      "boundary"); files without it have one building channel
+``separation``        ``{"radius": px, "threshold": p}``: how tile-infer separates touching
+                      buildings with the contact/boundary channels
+``threshold_search``  validation pixel F1 per candidate threshold (how ``threshold`` was chosen)
+``flexible_input``    the model takes any input size (multiples of 32): tile-infer predicts spans
 ``polish``            outline defaults the model was tuned with, used by tile-infer, evaluate and
                       QGIS when the user sets none: ``{"outline": "clean" | "simple" | "pixel",
                       "simplify_px": 1.5, "min_area_m2": 2.0}`` (tolerance in pixels of the
@@ -58,6 +65,7 @@ DEFAULT_METADATA: dict[str, Any] = {
     "gsd": 0.3,
     "receptive_margin": 32,
     "polish": DEFAULT_POLISH,
+    "channels": ["building"],
 }
 
 
@@ -145,6 +153,7 @@ def metadata_from_config(config: Any) -> dict[str, Any]:
         "bands": config.model.bands,
         "gsd": config.train.gsd,
         "receptive_margin": max(16, config.model.input_size[0] // 8),
+        "channels": list(config.model.channels),
     }
 
 

@@ -37,7 +37,9 @@ _EFFICIENTNETS = {
 TINY_FILTERS = (16, 24, 32, 48, 64)
 
 
-def build_encoder(config: ModelConfig) -> keras.Model:
+def build_encoder(
+    config: ModelConfig, size: tuple[int | None, int | None] | None = None
+) -> keras.Model:
     """The encoder sub-model named ``encoder`` with one output per skip layer.
 
     Raises:
@@ -46,10 +48,11 @@ def build_encoder(config: ModelConfig) -> keras.Model:
         InputFileNotFound: ``encoder_weights`` names a file that does not exist.
         ConfigError: a skip layer name is not in the encoder.
     """
+    shape = (*(size or config.input_size), config.bands)
     if config.encoder == "tiny":
-        base = _tiny_cnn(config)
+        base = _tiny_cnn(config, shape)
     else:
-        base = _efficientnet(config)
+        base = _efficientnet(config, shape)
     try:
         outputs = [base.get_layer(name).output for name in config.skip_layers]
     except ValueError:
@@ -63,9 +66,8 @@ def build_encoder(config: ModelConfig) -> keras.Model:
     return encoder
 
 
-def _efficientnet(config: ModelConfig) -> keras.Model:
+def _efficientnet(config: ModelConfig, shape: tuple[int | None, ...]) -> keras.Model:
     factory = getattr(keras.applications, _EFFICIENTNETS[config.encoder])
-    shape = (*config.input_size, config.bands)
     weights = config.encoder_weights
     if weights is None:
         return factory(input_shape=shape, include_top=False, weights=None)
@@ -100,8 +102,8 @@ def _efficientnet(config: ModelConfig) -> keras.Model:
     return model
 
 
-def _tiny_cnn(config: ModelConfig) -> keras.Model:
-    inputs = keras.Input((*config.input_size, config.bands), name="image")
+def _tiny_cnn(config: ModelConfig, shape: tuple[int | None, ...]) -> keras.Model:
+    inputs = keras.Input(shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="tiny_rescale")(inputs)
     for stage, filters in enumerate(TINY_FILTERS, start=1):
         x = layers.Conv2D(

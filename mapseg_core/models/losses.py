@@ -1,7 +1,11 @@
 """Combo loss (BCE + Dice) and segmentation metrics, on logits, with ``keras.ops``.
 
-All functions take ``y_true`` of shape (batch, H, W, 1) in {0, 1} and
+All functions take ``y_true`` of shape (batch, H, W, C) in {0, 1} and
 ``y_pred`` *logits* of the same shape, and work under every Keras backend.
+Channel 0 is the building mask: the metrics score it alone, so a model with
+extra channels (contact, boundary; see :mod:`mapseg_core.data.targets`)
+reports figures comparable with a one-channel model's. The loss covers every
+channel, weighted per channel.
 They are registered with Keras, so a saved model reloads with plain
 ``keras.saving.load_model`` once ``mapseg_core.models.losses`` is imported.
 """
@@ -29,10 +33,15 @@ def dice_coef(y_true: Any, y_pred: Any) -> Any:
 
 
 def _dice_per_image(y_true: Any, y_pred: Any) -> Any:
+    """Soft Dice of the building channel (channel 0), per image."""
+    return _dice(y_true[..., :1], y_pred[..., :1], axis=(1, 2, 3))
+
+
+def _dice(y_true: Any, y_pred: Any, axis: tuple[int, ...]) -> Any:
     y_true = ops.cast(y_true, "float32")
     p = ops.sigmoid(ops.cast(y_pred, "float32"))
-    inter = ops.sum(y_true * p, axis=(1, 2, 3))
-    union = ops.sum(y_true, axis=(1, 2, 3)) + ops.sum(p, axis=(1, 2, 3))
+    inter = ops.sum(y_true * p, axis=axis)
+    union = ops.sum(y_true, axis=axis) + ops.sum(p, axis=axis)
     return (2.0 * inter + SMOOTH) / (union + SMOOTH)
 
 
@@ -45,21 +54,50 @@ class ComboLoss(keras.losses.Loss):
     seed's report shows losses like -0.757, and we keep its numbers comparable.
     """
 
-    def __init__(self, ce_weight: float = 0.05, name: str = "combo_loss", **kwargs: Any):
+    def __init__(
+        self,
+        ce_weight: float = 0.05,
+        name: str = "combo_loss",
+        channel_weights: tuple[float, ...] | list[float] | None = None,
+        **kwargs: Any,
+    ):
+        """Args:
+        ce_weight: weight of the cross-entropy term (the seed's CL_CE_W).
+        name: Keras loss name.
+        channel_weights: with several output channels, the combo loss is
+            computed per channel (its own BCE and its own Dice: a thin contact
+            channel must not be drowned by the building channel's pixels) and
+            summed with these weights. None: the one-channel loss, as before.
+        """
         super().__init__(name=name, **kwargs)
         self.ce_weight = float(ce_weight)
+        self.channel_weights = (
+            None if channel_weights is None else tuple(float(w) for w in channel_weights)
+        )
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         y_true = ops.cast(y_true, "float32")
         y_pred = ops.cast(y_pred, "float32")
-        bce = ops.binary_crossentropy(y_true, y_pred, from_logits=True)
-        bce_per_image = ops.mean(bce, axis=(1, 2, 3))
-        return self.ce_weight * bce_per_image - (1.0 - self.ce_weight) * _dice_per_image(
-            y_true, y_pred
+        if self.channel_weights is None:
+            bce = ops.binary_crossentropy(y_true, y_pred, from_logits=True)
+            bce_per_image = ops.mean(bce, axis=(1, 2, 3))
+            dice = _dice(y_true, y_pred, axis=(1, 2, 3))
+            return self.ce_weight * bce_per_image - (1.0 - self.ce_weight) * dice
+        # (batch, C) per-channel terms; binary_crossentropy is elementwise per channel here.
+        bce = ops.mean(
+            ops.maximum(y_pred, 0.0) - y_pred * y_true + ops.log1p(ops.exp(-ops.abs(y_pred))),
+            axis=(1, 2),
         )
+        dice = _dice(y_true, y_pred, axis=(1, 2))
+        combo = self.ce_weight * bce - (1.0 - self.ce_weight) * dice
+        weights = ops.convert_to_tensor(self.channel_weights, dtype="float32")
+        return ops.sum(combo * weights, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "ce_weight": self.ce_weight}
+        config = {**super().get_config(), "ce_weight": self.ce_weight}
+        if self.channel_weights is not None:
+            config["channel_weights"] = list(self.channel_weights)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="mapseg")
@@ -70,8 +108,8 @@ def spatial_true_positive_rate(y_true: Any, y_pred: Any) -> Any:
     pixel gives 0/0, returned as 1 (nothing was missed). For scores over a
     whole data set use :class:`SpatialTruePositiveRate`, which sums first.
     """
-    y_true = ops.cast(y_true, "float32")
-    hit = ops.cast(ops.greater(ops.cast(y_pred, "float32"), 0.0), "float32")
+    y_true = ops.cast(y_true[..., :1], "float32")
+    hit = ops.cast(ops.greater(ops.cast(y_pred[..., :1], "float32"), 0.0), "float32")
     total = ops.sum(y_true)
     return ops.where(total > 0, ops.sum(y_true * hit) / ops.maximum(total, 1.0), 1.0)
 
@@ -90,9 +128,9 @@ def dice_per_image(y_true: Any, y_pred: Any) -> Any:
 
 @keras.saving.register_keras_serializable(package="mapseg")
 def iou_per_image(y_true: Any, y_pred: Any) -> Any:
-    """Hard IoU of each image of the batch, shape (batch,)."""
-    y_true = ops.cast(y_true, "float32")
-    hit = ops.cast(ops.greater(ops.cast(y_pred, "float32"), 0.0), "float32")
+    """Hard IoU of each image's building channel, shape (batch,)."""
+    y_true = ops.cast(y_true[..., :1], "float32")
+    hit = ops.cast(ops.greater(ops.cast(y_pred[..., :1], "float32"), 0.0), "float32")
     inter = ops.sum(y_true * hit, axis=(1, 2, 3))
     union = ops.sum(ops.maximum(y_true, hit), axis=(1, 2, 3))
     return (inter + SMOOTH) / (union + SMOOTH)
@@ -112,8 +150,8 @@ class SpatialTruePositiveRate(keras.metrics.Metric):
         self.positives = self.add_variable(shape=(), initializer="zeros", name="positives")
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        y_true = ops.cast(y_true, "float32")
-        hit = ops.cast(ops.greater(ops.cast(y_pred, "float32"), 0.0), "float32")
+        y_true = ops.cast(y_true[..., :1], "float32")
+        hit = ops.cast(ops.greater(ops.cast(y_pred[..., :1], "float32"), 0.0), "float32")
         self.hits.assign_add(ops.sum(y_true * hit))
         self.positives.assign_add(ops.sum(y_true))
 
@@ -125,14 +163,30 @@ class SpatialTruePositiveRate(keras.metrics.Metric):
         self.positives.assign(0.0)
 
 
-def make_metrics() -> list[Any]:
-    """The seed's metrics plus IoU, in report order.
+@keras.saving.register_keras_serializable(package="mapseg")
+def building_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """Pixel accuracy of the building channel (logit > 0), per image, shape (batch,)."""
+    y_true = ops.cast(y_true[..., :1], "float32")
+    hit = ops.cast(ops.greater(ops.cast(y_pred[..., :1], "float32"), 0.0), "float32")
+    return ops.mean(ops.cast(ops.equal(hit, y_true), "float32"), axis=(1, 2, 3))
+
+
+def make_metrics(channels: int = 1) -> list[Any]:
+    """The seed's metrics plus IoU, in report order, on the building channel.
 
     Dice and IoU are averaged over *images* (Keras' mean of the per-image
-    values), so an evaluation does not depend on the batch size.
+    values), so an evaluation does not depend on the batch size. A
+    one-channel model keeps Keras' own BinaryAccuracy (the metric its runs
+    were resumed and compared with); with extra channels the accuracy is the
+    building channel's.
     """
+    accuracy = (
+        keras.metrics.BinaryAccuracy(threshold=0.0, name="binary_accuracy")
+        if channels == 1
+        else keras.metrics.MeanMetricWrapper(building_accuracy, name="binary_accuracy")
+    )
     return [
-        keras.metrics.BinaryAccuracy(threshold=0.0, name="binary_accuracy"),
+        accuracy,
         keras.metrics.MeanMetricWrapper(dice_per_image, name="dice_coef"),
         SpatialTruePositiveRate(),
         keras.metrics.MeanMetricWrapper(iou_per_image, name="iou_coef"),

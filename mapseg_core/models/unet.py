@@ -18,16 +18,28 @@ from mapseg_core.models.encoders import build_encoder
 layers = keras.layers
 
 
-def build_unet(config: ModelConfig) -> keras.Model:
+def build_unet(config: ModelConfig, flexible: bool = False) -> keras.Model:
     """Build the U-Net described by ``config`` (logits output, not compiled).
 
     With the ``seed-b4`` preset the concatenations have the seed's shapes
     (19,19,1984), (38,38,848), (75,75,448), (150,150,272) and the output is
     (300,300,1).
+
+    Args:
+        config: the architecture.
+        flexible: take inputs of any height and width (``(None, None, bands)``),
+            so the tiling engine predicts large spans instead of model-sized
+            windows. Needs ``input_size`` multiples of 32 (see
+            :func:`can_be_flexible`): then no decoder stage has a size fix, and
+            the layers, so the weights, are exactly those of the fixed-size
+            model; inputs must be multiples of 32 too (the engine's spans are).
     """
+    if flexible and not can_be_flexible(config):
+        raise ValueError(f"input size {config.input_size} is not a multiple of 32")
     # === Encoder ===
-    inputs = keras.Input((*config.input_size, config.bands), name="images")
-    encoder = build_encoder(config)
+    size = (None, None) if flexible else config.input_size
+    inputs = keras.Input((*size, config.bands), name="images")
+    encoder = build_encoder(config, size)
     features = encoder(inputs)
     if not isinstance(features, (list, tuple)):
         features = [features]
@@ -80,6 +92,8 @@ def _match_size(
     and column (``crop``); its "idea" (``conv``) learns a 2x2 valid
     convolution instead, which spreads the extra pixel over all outputs.
     """
+    if y.shape[1] is None or skip.shape[1] is None:
+        return y  # flexible model: sizes are multiples of 32, so every stage matches
     dh = y.shape[1] - skip.shape[1]
     dw = y.shape[2] - skip.shape[2]
     if dh == 0 and dw == 0:
@@ -89,3 +103,37 @@ def _match_size(
     if config.size_fix == "crop":
         return layers.Cropping2D(((0, dh), (0, dw)), name=f"{name}_crop")(y)
     return layers.Conv2D(y.shape[-1], (dh + 1, dw + 1), padding="valid", name=f"{name}_fix")(y)
+
+
+def can_be_flexible(config: ModelConfig) -> bool:
+    """True when the U-Net can be rebuilt for any input size with the same weights."""
+    return all(int(side) % 32 == 0 for side in config.input_size)
+
+
+def flexible_copy(model: keras.Model, config: ModelConfig) -> keras.Model | None:
+    """``model`` rebuilt with ``(None, None)`` inputs and the same weights, or None.
+
+    None when :func:`can_be_flexible` is False (e.g. the seed's 300 px input, whose
+    decoder crops one pixel at some stages): such models keep their fixed size.
+    """
+    import dataclasses
+
+    if not can_be_flexible(config):
+        return None
+    clone = build_unet(dataclasses.replace(config, encoder_weights=None), flexible=True)
+    clone.set_weights(model.get_weights())
+    # Layers that cache tensors derived from their variables (EfficientNet's input
+    # Normalization keeps its mean/variance broadcast) must recompute them, as a load does.
+    for layer in _all_layers(clone):
+        if isinstance(layer, layers.Normalization):
+            layer.finalize_state()
+    return clone
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    out: list[keras.layers.Layer] = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out += _all_layers(layer)
+    return out

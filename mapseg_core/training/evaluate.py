@@ -71,13 +71,22 @@ def evaluate_model(
 
     ce_weight = float(train_cfg.get("ce_weight", 0.05))
     model, meta = load_artifact(model_path)
+    # A model with contact/boundary channels is scored on targets for all its channels
+    # (the loss it was trained with); the metrics read the building channel.
+    channels = tuple(meta.get("channels") or ("building",))
+    weights = train_cfg.get("channel_weights") or [
+        1.0 if c == "building" else 0.5 for c in channels
+    ]
     size = tuple(meta["input_size"])
     resize_mode = train_cfg.get("resize_mode", "resize")
     onnx = is_onnx(model_path)
     if not onnx:
         from mapseg_core.models.losses import ComboLoss, make_metrics
 
-        model.compile(loss=ComboLoss(ce_weight), metrics=make_metrics())
+        model.compile(
+            loss=ComboLoss(ce_weight, channel_weights=weights if len(channels) > 1 else None),
+            metrics=make_metrics(len(channels)),
+        )
     report({"event": "start", "total": len(groups), "unit": "split"})
     results: dict[str, dict[str, float]] = {}
     for done, (name, ids) in enumerate(groups.items(), start=1):
@@ -97,6 +106,9 @@ def evaluate_model(
                 size,  # type: ignore[arg-type]
                 resize_mode=resize_mode,
                 workers=workers,
+                channels=channels,
+                contact_width=int(train_cfg.get("contact_width", 2)),
+                boundary_width=int(train_cfg.get("boundary_width", 2)),
             )
             scores = model.evaluate(seq, verbose=0, return_dict=True)
         results[name] = {k: float(v) for k, v in scores.items()}

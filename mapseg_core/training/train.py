@@ -72,15 +72,18 @@ def train(
         Interrupted: Ctrl-C; the run directory is resumable.
     """
     from mapseg_core.data.coco import load_coco
-    from mapseg_core.data.splits import make_splits, save_splits
+    from mapseg_core.data.splits import save_splits
 
     run_dir = Path(run_dir)
     _claim_run_dir(run_dir, overwrite, dry_run=True)
-    dataset = load_coco(annotations, images_dir, config.train.category_ids)
-    dataset.check_images()
-    splits = make_splits(
-        dataset.image_ids, config.train.train_size, config.train.valid_size, config.train.seed
+    dataset = load_coco(
+        annotations,
+        images_dir,
+        config.train.category_ids,
+        include_negatives=config.train.keep_negatives,
     )
+    dataset.check_images()
+    splits = split_dataset(dataset, config.train)
     # Build before writing anything: bad weights or options must leave no run behind.
     model = _new_model(config)
     _claim_run_dir(run_dir, overwrite)
@@ -123,9 +126,28 @@ def resume(
     if epochs is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
         write_json(run_dir / "config.json", config.to_dict())
-    dataset = load_coco(state["annotations"], state["images_dir"], config.train.category_ids)
+    dataset = load_coco(
+        state["annotations"],
+        state["images_dir"],
+        config.train.category_ids,
+        include_negatives=config.train.keep_negatives,
+    )
     splits = load_splits(run_dir / "splits.json")
     return _run(run_dir, config, state, dataset, splits, report)
+
+
+def split_dataset(dataset: Any, tcfg: TrainConfig) -> Any:
+    """Train/valid/test splits: by image at random, or by group with ``split_by``.
+
+    See :func:`mapseg_core.data.splits.make_group_splits` for why chips of one
+    raster should stay in one split (docs/bundled-model.md, "Splits").
+    """
+    from mapseg_core.data.splits import group_of, make_group_splits, make_splits
+
+    if tcfg.split_by is None:
+        return make_splits(dataset.image_ids, tcfg.train_size, tcfg.valid_size, tcfg.seed)
+    groups = [group_of(dataset.image_info(i), tcfg.split_by) for i in dataset.image_ids]
+    return make_group_splits(dataset.image_ids, groups, tcfg.train_size, tcfg.valid_size, tcfg.seed)
 
 
 def read_run_state(run_dir: Path) -> dict[str, Any]:
@@ -191,11 +213,15 @@ def _run(
             f"pass --epochs N with N > {initial_epoch} to train longer"
         )
     _enable_gpu_memory_growth()
-    sequences = make_sequences(dataset, splits, config.model.input_size, tcfg)
+    sequences = make_sequences(
+        dataset, splits, config.model.input_size, tcfg, channels=config.model.channels
+    )
     steps = len(sequences["train"])
 
     last = run_dir / "last.keras"
     if initial_epoch > 0 and last.is_file():
+        from mapseg_core.models import losses  # noqa: F401  (registers ComboLoss for the load)
+
         with _strategy_scope(tcfg.strategy):
             model = keras.saving.load_model(last, compile=True)
         log.info("resuming %s from epoch %d", run_dir, initial_epoch)
@@ -253,6 +279,9 @@ def _run(
             config.model.input_size,
             resize_mode=tcfg.resize_mode,
             workers=tcfg.workers,
+            channels=config.model.channels,
+            contact_width=tcfg.contact_width,
+            boundary_width=tcfg.boundary_width,
         ),
         "valid": sequences["valid"],
         "test": sequences["test"],
@@ -262,7 +291,16 @@ def _run(
         for name, seq in eval_sequences.items()
     }
     model_path = _write_outputs(
-        run_dir, config, state, dataset, splits, model, results, sequences["test"], steps
+        run_dir,
+        config,
+        state,
+        dataset,
+        splits,
+        model,
+        results,
+        sequences["test"],
+        steps,
+        sequences["valid"],
     )
     state["status"] = "finished"
     write_json(run_dir / "run.json", state)
@@ -286,12 +324,15 @@ def _new_model(config: RunConfig) -> Any:
     from mapseg_core.models.unet import build_unet
     from mapseg_core.training.schedules import make_learning_rate
 
+    channels = config.model.channels
+    # One channel: the seed's loss exactly; more: a combo loss per channel, weighted.
+    weights = config.train.weights_for(channels) if len(channels) > 1 else None
     with _precision(config.train.mixed_precision), _strategy_scope(config.train.strategy):
         model = build_unet(config.model)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=make_learning_rate(config.train)),
-            loss=ComboLoss(config.train.ce_weight),
-            metrics=make_metrics(),
+            loss=ComboLoss(config.train.ce_weight, channel_weights=weights),
+            metrics=make_metrics(len(channels)),
         )
     return model
 
@@ -359,8 +400,10 @@ def _write_outputs(
     results: dict[str, dict[str, float]],
     test_sequence: Any,
     steps: int,
+    valid_sequence: Any = None,
 ) -> Path:
     from mapseg_core.models.artifact import metadata_from_config, save_artifact
+    from mapseg_core.models.unet import flexible_copy
     from mapseg_core.training import report as rpt
     from mapseg_core.training.schedules import learning_rate_curve
 
@@ -379,7 +422,21 @@ def _write_outputs(
         rpt.plot_history(history, run_dir / "training_curves.png")
     images, masks = _first_images(test_sequence, tcfg.preview_images)
     logits = model.predict(images, verbose=0) if len(images) else np.zeros_like(masks)
-    rpt.plot_predictions(images, masks, logits, run_dir / "predictions.png")
+    rpt.plot_predictions(images, masks[..., :1], logits[..., :1], run_dir / "predictions.png")
+    valid_sequence = valid_sequence if valid_sequence is not None else test_sequence
+    threshold, threshold_scores = (
+        choose_threshold(model, valid_sequence) if tcfg.tune_threshold else (0.5, {})
+    )
+    flexible = flexible_copy(model, config.model)
+    margin = _measure_margin(flexible, config, test_sequence)
+    if flexible is not None and not margin["converged"]:
+        # No margin makes crops agree with larger inputs: the network is not local (an
+        # EfficientNet's squeeze-and-excitation blocks average over the whole input), so
+        # spans of other sizes than training would change its predictions. Keep the
+        # trained size (model-sized windows, each pixel from one window, exact across
+        # blocks) and the rule-of-thumb margin.
+        flexible = None
+        margin["margin"] = max(16, config.model.input_size[0] // 8)
     summary = dataset.summary()
     summary["splits"] = {
         "train": len(splits.train),
@@ -389,11 +446,79 @@ def _write_outputs(
     metadata = {
         **metadata_from_config(config),
         "class_names": [c["name"] for c in summary.get("categories", [])][:1] or ["building"],
+        "receptive_margin": margin["margin"],
+        "margin": margin,
+        "threshold": threshold,
+        "threshold_search": threshold_scores,
+        "channels": list(config.model.channels),
+        "separation": {"radius": separation_radius(tcfg), "threshold": 0.5},
+        "flexible_input": flexible is not None,
         "training_data": summary,
         "metrics": results,
         "epochs_done": state["epochs_done"],
     }
-    return save_artifact(model, run_dir / MODEL_FILE, metadata)
+    return save_artifact(flexible or model, run_dir / MODEL_FILE, metadata)
+
+
+def separation_radius(tcfg: TrainConfig) -> int:
+    """Growth radius for separation: past the contact band and the boundary rim, with room.
+
+    A marker must reach every pixel of its building that the contact or
+    boundary channels took away: up to ``contact_width + boundary_width``
+    pixels from the core, on both sides of a party wall.
+    """
+    return max(8, 2 * (tcfg.contact_width + tcfg.boundary_width))
+
+
+def choose_threshold(model: Any, sequence: Any) -> tuple[float, dict[str, float]]:
+    """The building-probability threshold with the best pixel F1 on ``sequence`` (validation).
+
+    F1 over all pixels of the split (Dice of the hard mask), for thresholds
+    0.10..0.70 in steps of 0.05; a tie keeps the one nearest 0.5. The model's
+    metadata stores it, and tile-infer uses it unless ``--threshold`` is given.
+    """
+    grid = np.round(np.arange(0.10, 0.701, 0.05), 2)
+    tp = np.zeros(len(grid))
+    fp = np.zeros(len(grid))
+    fn = np.zeros(len(grid))
+    for i in range(len(sequence)):
+        x, y = sequence[i]
+        logits = np.asarray(model.predict_on_batch(x))[..., 0]
+        with np.errstate(over="ignore"):
+            prob = 1.0 / (1.0 + np.exp(-logits))
+        truth = y[..., 0] > 0.5
+        for k, t in enumerate(grid):
+            hit = prob >= t
+            tp[k] += np.sum(hit & truth)
+            fp[k] += np.sum(hit & ~truth)
+            fn[k] += np.sum(~hit & truth)
+    f1 = 2 * tp / np.maximum(1.0, 2 * tp + fp + fn)
+    best = max(range(len(grid)), key=lambda k: (round(float(f1[k]), 6), -abs(grid[k] - 0.5)))
+    return float(grid[best]), {
+        f"{t:.2f}": round(float(v), 4) for t, v in zip(grid, f1, strict=True)
+    }
+
+
+def _measure_margin(flexible: Any, config: RunConfig, sequence: Any) -> dict[str, Any]:
+    """The measured window margin (see :mod:`mapseg_core.models.margin`), as metadata.
+
+    Fixed-size models cannot predict the larger reference input; they keep the
+    old rule of thumb ``max(16, input // 8)``, marked as not measured.
+    """
+    from mapseg_core.models.margin import measure_margin, mosaic_samples, noise_samples
+
+    tile = (int(config.model.input_size[0]), int(config.model.input_size[1]))
+    if flexible is None:
+        return {"margin": max(16, tile[0] // 8), "measured": False}
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-np.asarray(flexible.predict_on_batch(x))))
+
+    images, _ = _first_images(sequence, 9)
+    samples = mosaic_samples(images, tile) + noise_samples(tile, config.model.bands, count=1)
+    measure = measure_margin(predict, tile, samples)
+    return {**measure.to_dict(), "measured": True}
 
 
 def _first_images(sequence: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

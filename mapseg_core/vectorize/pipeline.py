@@ -45,6 +45,7 @@ from mapseg_core.vectorize.polygons import (
     polish,
     vectorize_block,
 )
+from mapseg_core.vectorize.separate import SeparationOptions, separate
 
 #: Outline styles: "clean" simplifies and squares corners, "simple" only simplifies,
 #: "pixel" keeps the pixel-exact outline (pixel corners, the mask exactly).
@@ -80,20 +81,45 @@ def block_buildings(
     offset: tuple[int, int] = (0, 0),
     n_blocks: tuple[int, int] = (1, 1),
     valid: NDArray[np.bool_] | None = None,
+    *,
+    separators: NDArray[np.floating] | None = None,
+    separation: SeparationOptions | None = None,
+    core: tuple[int, int, int, int] | None = None,
 ) -> BlockPolygons:
     """Buildings and border pieces of one block's probabilities (stage 1).
 
+    Without ``separation`` a building is a connected component of the
+    thresholded mask. With it, touching buildings are told apart first
+    (:func:`~mapseg_core.vectorize.separate.separate`: markers where the
+    ``separators`` channels say no contact/boundary, grown a bounded distance
+    inside the mask), which needs a halo of context around the block: then
+    ``prob`` covers the block *and* its halo, and ``core`` says where the block
+    lies in it.
+
     Args:
-        prob: ``(rows, cols)`` building probabilities of the block.
+        prob: ``(rows, cols)`` building probabilities of the block (and halo).
         threshold: probability at or above which a pixel is a building.
         block, offset, n_blocks: the block's index, first pixel (row, col)
             and the block grid's size (a single block: the defaults).
-        valid: pixels holding data (None: all).
+        valid: pixels holding data, same shape as ``prob`` (None: all).
+        separators: ``(rows, cols, k)`` contact/boundary probabilities, same grid.
+        separation: how to separate (None: connected components).
+        core: ``(row, col, height, width)`` of the block inside ``prob``
+            (None: all of it).
     """
-    mask = prob >= threshold
+    area_mask = prob >= threshold
     if valid is not None:
-        mask &= valid
-    return vectorize_block(mask, prob, block, offset, n_blocks)
+        area_mask &= valid
+    r, c, h, w = core if core is not None else (0, 0, *prob.shape[:2])
+    mask = area_mask[r : r + h, c : c + w]
+    building = np.ascontiguousarray(prob[r : r + h, c : c + w])
+    instances = None
+    if separation is not None:
+        labels = separate(area_mask, separators, separation)
+        # The block and the one-pixel ring around it (0 beyond the raster edge).
+        ring = np.pad(labels, 1)
+        instances = ring[r : r + h + 2, c : c + w + 2]
+    return vectorize_block(mask, building, block, offset, n_blocks, instances)
 
 
 def finished_polygons(
@@ -116,17 +142,23 @@ def polygons_from_probability(
     options: PolishOptions,
     threshold: float = 0.5,
     valid: NDArray[np.bool_] | None = None,
+    separators: NDArray[np.floating] | None = None,
+    separation: SeparationOptions | None = None,
 ) -> list[Feature]:
     """The polygons tile-infer writes for a probability map held in memory (both stages).
 
     Args:
-        prob: ``(rows, cols)`` probabilities on the grid of ``transform``.
+        prob: ``(rows, cols)`` building probabilities on the grid of ``transform``.
         transform: pixel -> CRS ``Affine`` (identity: pixel coordinates).
         options: polish options in metres (see :func:`polish_options`).
         threshold: building probability.
         valid: pixels holding data (None: all).
+        separators, separation: contact/boundary probabilities ``(rows, cols, k)``
+            and how to separate touching buildings with them (None: don't).
     """
-    result = block_buildings(prob, threshold, valid=valid)
+    result = block_buildings(
+        prob, threshold, valid=valid, separators=separators, separation=separation
+    )
     return finished_polygons(merge_blocks([result]), transform, options)
 
 

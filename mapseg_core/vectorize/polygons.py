@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import rasterio.features
+import scipy.ndimage
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
@@ -93,6 +94,7 @@ def vectorize_block(
     block: tuple[int, int],
     offset: tuple[int, int],
     n_blocks: tuple[int, int],
+    instances: NDArray[np.integer] | None = None,
 ) -> BlockPolygons:
     """Polygons of one block's mask, split into complete buildings and border pieces.
 
@@ -102,11 +104,30 @@ def vectorize_block(
         block: block (row, col) in the block grid.
         offset: (row, col) of the block's first pixel in the working grid.
         n_blocks: blocks down and across; a side on the raster edge is no border.
+        instances: separated buildings (see :mod:`mapseg_core.vectorize.separate`):
+            ``(rows + 2, cols + 2)`` local instance labels of the block and the
+            one-pixel ring around it (0 off the mask and outside the raster).
+            Each label is then one building (its pixels may meet only in the
+            halo: it then reaches a border and waits as a piece), and a border
+            pixel is linked to the pixel facing it only when their labels are
+            equal. None: buildings are the mask's 4-connected components, as
+            without separation.
     """
     mask8 = np.ascontiguousarray(mask, dtype=np.uint8)
-    count, found = cv2.connectedComponents(mask8, connectivity=4, ltype=cv2.CV_32S)
-    labels: NDArray[np.int32] = np.asarray(found, dtype=np.int32)
-    count -= 1  # label 0 is the background
+    if instances is None:
+        count, found = cv2.connectedComponents(mask8, connectivity=4, ltype=cv2.CV_32S)
+        labels: NDArray[np.int32] = np.asarray(found, dtype=np.int32)
+        count -= 1  # label 0 is the background
+        ring = None
+    else:
+        ring = np.asarray(instances)
+        if ring.shape != (mask.shape[0] + 2, mask.shape[1] + 2):
+            raise ValueError(f"instances {ring.shape} must be the mask {mask.shape} plus 2")
+        # Local instance labels are the buildings' names inside the block: a label's
+        # pixels are one building (see separate.py), even where they only connect
+        # through the halo (then the building reaches a border and is a piece).
+        labels = np.ascontiguousarray(np.where(mask8 > 0, ring[1:-1, 1:-1], 0), dtype=np.int32)
+        count = int(labels.max()) if labels.size else 0
     if count == 0:
         return BlockPolygons(block, (), ())
     # Per-label pixel counts and probability sums over the building pixels only.
@@ -130,17 +151,32 @@ def vectorize_block(
         "left": (labels[:, 0], ("v", i, j - 1), 1, (i, j - 1), row0, j > 0),
         "right": (labels[:, -1], ("v", i, j), 0, (i, j + 1), row0, j + 1 < n_blocks[1]),
     }
-    for line, border, side, neighbour, start, internal in edges.values():
+    facing = {}
+    if ring is not None:
+        inner = ring[1:-1, 1:-1]
+        facing = {
+            "top": (inner[0, :], ring[0, 1:-1]),
+            "bottom": (inner[-1, :], ring[-1, 1:-1]),
+            "left": (inner[:, 0], ring[1:-1, 0]),
+            "right": (inner[:, -1], ring[1:-1, -1]),
+        }
+    for name, (line, border, side, neighbour, start, internal) in edges.items():
         if not internal:
             continue
-        hit = np.nonzero(line)[0]
+        if name in facing:
+            here, there = facing[name]
+            hit = np.nonzero((line > 0) & (here == there))[0]
+        else:
+            hit = np.nonzero(line)[0]
         for pos, lab in zip((hit + start).tolist(), line[hit].tolist(), strict=True):
             edge_slots.setdefault(lab, []).append((border, pos, side))
             neighbours.setdefault(lab, set()).add(neighbour)
 
     complete: list[Building] = []
     pieces: list[Piece] = []
-    values, geoms = polygonize(mask8, labels, (row0, col0))
+    values, geoms = polygonize(mask8, labels, (row0, col0), touching=ring is not None)
+    if ring is not None:
+        values, geoms = _by_label(values, geoms)
     for lab, geom in zip(values, geoms, strict=True):
         if lab in edge_slots:
             pieces.append(
@@ -158,8 +194,21 @@ def vectorize_block(
     return BlockPolygons(block, tuple(complete), tuple(pieces))
 
 
+def _by_label(values: list[int], geoms: list[Polygon]) -> tuple[list[int], list[Polygon]]:
+    """One geometry per label: the parts of a label that meet outside the block, as one."""
+    parts: dict[int, list[Polygon]] = {}
+    for lab, geom in zip(values, geoms, strict=True):
+        parts.setdefault(lab, []).append(geom)
+    out_values = list(parts)
+    out_geoms = [g[0] if len(g) == 1 else shapely.multipolygons(g) for g in parts.values()]
+    return out_values, out_geoms
+
+
 def polygonize(
-    mask: NDArray[np.uint8], labels: NDArray[np.int32], offset: tuple[int, int] = (0, 0)
+    mask: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    offset: tuple[int, int] = (0, 0),
+    touching: bool = False,
 ) -> tuple[list[int], list[Polygon]]:
     """Pixel-edge polygons of the 4-connected components of ``mask``, holes kept.
 
@@ -186,12 +235,16 @@ def polygonize(
     differs from the 4-connected rule, so the components at such pinches (rare
     in building masks) go through GDAL instead; everything else has no
     pinch, and there 4- and 8-connectivity agree for buildings and background.
+    With ``touching`` (separated buildings, see :func:`vectorize_block`),
+    labels that share an edge are traced at 3x with a gap between them
+    (:func:`_polygonize_cut`), which keeps each label's own outline.
     """
     a, b, c, d = mask[:-1, :-1], mask[:-1, 1:], mask[1:, :-1], mask[1:, 1:]
     pinch = (a & d & ~(b | c)) | (b & c & ~(a | d))
     values: list[int] = []
     geoms: list[Polygon] = []
     traced = mask
+    odd_parts: list[NDArray[np.int32]] = []
     if pinch.any():
         rows, cols = np.nonzero(pinch)
         near = np.concatenate(
@@ -202,10 +255,60 @@ def polygonize(
                 labels[rows + 1, cols + 1],
             ]
         )
-        odd = np.unique(near[near > 0])
+        odd_parts.append(near[near > 0])
+    in_touching: NDArray[np.bool_] | None = None
+    if touching:
+        # Separated buildings that share an edge: traced apart at 3x (see _polygonize_cut).
+        right = (labels[:, :-1] != labels[:, 1:]) & (labels[:, :-1] > 0) & (labels[:, 1:] > 0)
+        below = (labels[:-1, :] != labels[1:, :]) & (labels[:-1, :] > 0) & (labels[1:, :] > 0)
+        if right.any() or below.any():
+            touch = np.unique(
+                np.concatenate(
+                    [
+                        labels[:, :-1][right],
+                        labels[:, 1:][right],
+                        labels[:-1, :][below],
+                        labels[1:, :][below],
+                    ]
+                )
+            )
+            in_touching = np.isin(labels, touch)
+    if odd_parts and any(len(p) for p in odd_parts):
+        odd = np.unique(np.concatenate(odd_parts))
         in_odd = np.isin(labels, odd)
-        values, geoms = _polygonize_gdal(np.where(in_odd, labels, 0), offset)
+        rows_any = np.flatnonzero(in_odd.any(axis=1))
+        cols_any = np.flatnonzero(in_odd.any(axis=0))
+        r0, r1 = int(rows_any[0]), int(rows_any[-1]) + 1
+        c0, c1 = int(cols_any[0]), int(cols_any[-1]) + 1
+        # GDAL scans every pixel it is given: only the bounding box of the odd components.
+        odd_labels = np.where(in_odd[r0:r1, c0:c1], labels[r0:r1, c0:c1], 0).astype(np.int32)
+        values, geoms = _polygonize_gdal(odd_labels, (offset[0] + r0, offset[1] + c0))
         traced = np.where(in_odd, 0, mask).astype(np.uint8)
+    if in_touching is not None:
+        group_mask = (in_touching & (traced > 0)).astype(np.uint8)
+        traced = np.where(group_mask > 0, 0, traced).astype(np.uint8)
+        _, groups = cv2.connectedComponents(group_mask, connectivity=4, ltype=cv2.CV_32S)
+        # Each group of touching buildings is cut out and the crops are stacked, one
+        # empty row apart, in one canvas: the 3x trace costs nine times the pixels, so it
+        # sees only the groups, in a single OpenCV pass.
+        boxes = scipy.ndimage.find_objects(groups)
+        if boxes:
+            width = max(cols.stop - cols.start for _, cols in boxes)
+            heights = np.array([rows.stop - rows.start for rows, _ in boxes], np.int64)
+            starts = np.concatenate([[0], np.cumsum(heights + 1)[:-1]]).astype(np.int64)
+            canvas = np.zeros((int(starts[-1] + heights[-1]), width), np.int32)
+            for g, ((rows, cols), top) in enumerate(zip(boxes, starts.tolist(), strict=True), 1):
+                own = groups[rows, cols] == g
+                canvas[top : top + own.shape[0], : own.shape[1]] = np.where(
+                    own, labels[rows, cols], 0
+                )
+            d_row = np.array([r.start for r, _ in boxes], np.int64) - starts + offset[0]
+            d_col = np.array([c.start for _, c in boxes], np.int64) + offset[1]
+            v, gs = _polygonize_cut(
+                (canvas > 0).view(np.uint8), canvas, (0, 0), (starts, d_row, d_col)
+            )
+            values += v
+            geoms += gs
     traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
     return values + traced_values, geoms + traced_geoms
 
@@ -215,7 +318,71 @@ def _polygonize_traced(
 ) -> tuple[list[int], list[Polygon]]:
     """:func:`polygonize` by contour tracing, for a mask without pinches."""
     h, w = mask.shape
-    up = cv2.resize(mask, (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST)
+    up: NDArray[np.uint8] = np.asarray(
+        cv2.resize(mask, (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST), dtype=np.uint8
+    )
+    return _trace(up, labels, offset, 2)
+
+
+def _polygonize_cut(
+    mask: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    offset: tuple[int, int],
+    bands: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
+) -> tuple[list[int], list[Polygon]]:
+    """:func:`polygonize` of labels that touch each other, by tracing at 3x.
+
+    At twice the size two touching labels are one blob to OpenCV. At three
+    times, pixel ``c`` is sub-pixels ``3c .. 3c+2``, and sub-pixels are
+    cleared so that no two labels are 8-neighbours any more: the last third
+    (column ``3c + 2``) of a pixel whose right neighbour has another label,
+    the last row of a pixel whose lower neighbour has, and one corner
+    sub-pixel where two labels meet diagonally (the lower-right one of the
+    upper-left pixel, or the lower-left one of the upper-right pixel; the
+    same where one label meets itself only at a corner, which 4-connectivity
+    makes two parts).
+    An outline on sub-pixel ``x`` lies on pixel edge ``ceil(x / 3)``: ``3c``
+    (a left edge, never cleared) on ``c``, ``3c + 2`` (an uncut right edge) and
+    ``3c + 1`` (a cut one) on ``c + 1``; clearing only last rows and columns
+    never moves an outline off its pixel edge, so both sides of a shared edge
+    land on the same integer coordinates, as GDAL's polygonize puts them.
+
+    Args:
+        mask: building pixels to trace (uint8, no pinches).
+        labels: instance labels of the block.
+        offset: (row, col) of ``mask[0, 0]`` in the working grid.
+        bands: for stacked crops, (first canvas row, row shift, column shift) of each.
+    """
+    h, w = mask.shape
+    lab = np.where(mask > 0, labels, 0)
+
+    def keep(a: NDArray[np.int32], b: NDArray[np.int32]) -> NDArray[np.uint8]:
+        """1 unless ``a`` and ``b`` are two different labels."""
+        return ((a == b) | (a == 0) | (b == 0)).view(np.uint8)
+
+    up: NDArray[np.uint8] = np.asarray(
+        cv2.resize(mask, (3 * w, 3 * h), interpolation=cv2.INTER_NEAREST), dtype=np.uint8
+    )
+    grid = up.reshape(h, 3, w, 3)
+    tl, tr, bl, br = lab[:-1, :-1], lab[:-1, 1:], lab[1:, :-1], lab[1:, 1:]
+    grid[:, :, :-1, 2] *= keep(lab[:, :-1], lab[:, 1:])[:, None, :]
+    grid[:-1, 2, :, :] *= keep(lab[:-1, :], lab[1:, :])[:, :, None]
+    grid[:-1, 2, :-1, 2] *= keep(tl, br)
+    grid[:-1, 2, 1:, 0] *= keep(tr, bl)
+    # One label meeting itself only at a corner is two parts under 4-connectivity.
+    grid[:-1, 2, :-1, 2] *= ~((tl > 0) & (tl == br) & (tr != tl) & (bl != tl))
+    grid[:-1, 2, 1:, 0] *= ~((tr > 0) & (tr == bl) & (tl != tr) & (br != tr))
+    return _trace(up, labels, offset, 3, bands)
+
+
+def _trace(
+    up: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    offset: tuple[int, int],
+    scale: int,
+    bands: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
+) -> tuple[list[int], list[Polygon]]:
+    """Outlines of an upsampled mask as pixel-edge polygons (see :func:`polygonize`)."""
     contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return [], []
@@ -228,8 +395,8 @@ def _polygonize_traced(
     outer = parent < 0
     polygon_of = np.where(outer, np.arange(n), parent)
     first = points[starts[outer]]
-    values = labels[first[:, 1] // 2, first[:, 0] // 2]
-    corners = (points + 1) // 2
+    values = labels[first[:, 1] // scale, first[:, 0] // scale]
+    corners = (points + scale - 1) // scale
     previous = np.roll(corners, 1, axis=0)
     previous[starts] = corners[starts + lengths - 1]
     keep = np.any(corners != previous, axis=1)
@@ -242,6 +409,12 @@ def _polygonize_traced(
     point_order = point_order[keep[point_order]]
     xy = corners[point_order].astype(np.float64)
     xy += (offset[1], offset[0])
+    if bands is not None:
+        # Stacked crops (see polygonize): each row band moves back to its own place.
+        starts, d_row, d_col = bands
+        band = np.searchsorted(starts, xy[:, 1], side="right") - 1
+        xy[:, 0] += d_col[band]
+        xy[:, 1] += d_row[band]
     rings = shapely.linearrings(xy, indices=ring_of_point[point_order])
     polygons = shapely.polygons(rings, indices=np.cumsum(outer[order]) - 1)
     # Polygons come out ordered by their shell's contour index, as ``values`` is.

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the bundled building model (v2 data: every training-licensed source at 0.3 m).
+# Building + contact channels, negatives kept, spatial splits by region (a field
+# prepare_data.py writes on every image); not run yet with this data (docs/bundled-model.md).
 # Needs ../shared/data and ../shared/weights beside the repository.
 # The shipped buildings-b0.keras (v1, 0.5 m) was made by this script at commit 7d4d993.
 set -euo pipefail
@@ -14,5 +16,5 @@ SHARED=${SHARED:-../shared}
     -o out/bundled-run --overwrite --preset b0 \
     --encoder-weights "$SHARED/weights/efficientnetb0_imagenet_notop.weights.h5" \
     --encoder-trainable --epochs 60 --lr-schedule constant --lr-initial 0.0005 \
-    --resize-mode crop --gsd 0.3 --train-size 0.9 --valid-size 0.15 \
-    --validation-freq 2 --checkpoint-interval 300
+    --resize-mode crop --gsd 0.3 --train-size 0.9 --split-by field:region \
+    --channels building,contact --validation-freq 2 --checkpoint-interval 300

@@ -66,6 +66,7 @@ def bad_inputs(tmp_path: Path, scene_raster, stub_model):
         ("not a model", "not a mapseg model", 2),
         ("output exists", "--overwrite", 3),
         ("output folder missing", "does not exist", 3),
+        ("separate without contact", "contact or boundary channel", 2),
     ],
 )
 def test_bad_input_is_one_line_nonzero_and_leaves_nothing(
@@ -90,8 +91,9 @@ def test_bad_input_is_one_line_nonzero_and_leaves_nothing(
         out = b["exists"]
     elif case == "output folder missing":
         out = tmp_path / "no" / "out.gpkg"
+    extra = ["--separate"] if case == "separate without contact" else []
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = _mapseg("tile-infer", raster, "-o", out, "--model", model)
+    proc = _mapseg("tile-infer", raster, "-o", out, "--model", model, *extra)
     _one_line_error(proc, expected, code)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     if case == "output exists":
@@ -196,3 +198,20 @@ def test_bundled_model_finds_buildings_on_the_bundled_sample(tmp_path):
     )
     assert preview.exit_code == 0, preview.stderr
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_separation_and_tta_from_the_command_line(tmp_path):
+    from rasters import make_contact_stub_model, terrace_scene
+
+    model = make_contact_stub_model(tmp_path / "contact.keras")
+    img, shapes = terrace_scene()
+    raster = write_raster(tmp_path / "t.tif", img)
+    for flags, count in (((), len(shapes)), (("--tta",), len(shapes)), (("--no-separate",), 3)):
+        out = tmp_path / f"o{len(flags)}{count}.gpkg"
+        args = [raster, "-o", out, "--model", model, "--min-area", "0", "--block-size", "32"]
+        result = CliRunner().invoke(cli, ["tile-infer", *map(str, args), *flags, "-q"])
+        assert result.exit_code == 0, result.output
+        df = gpd.read_file(out)
+        assert len(df) == count
+        if count == len(shapes):
+            assert canonical(df.geometry) == canonical(expected_world(shapes))

@@ -339,3 +339,30 @@ def test_a_keras_file_outside_a_run_is_refused_with_the_fix(tmp_path, trained):
         ],
     )
     _one_line_error(result, "without mapseg metadata", "best.keras")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "fragment"),
+    [
+        ("--channels", "contact,building", "'building' first"),
+        ("--channels", "building,roof", "e.g. --channels building,contact"),
+        ("--channel-weights", "1,x", "e.g. 1,0.5"),
+        ("--channel-weights", "1,0.5,2", "one per channel"),
+        ("--split-by", "source", "field:NAME"),
+        ("--split-by", "pattern:(", "not a regular expression"),
+        ("--contact-width", "0", "at least 1 pixel"),
+    ],
+)
+def test_bad_instance_and_split_options_are_one_line_errors(
+    tmp_path, data, option, value, fragment
+):
+    result = _train([str(data[0]), str(data[1]), "-o", str(tmp_path / "run"), option, value])
+    _one_line_error(result, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_the_instance_options():
+    result = CliRunner().invoke(cli, ["train", "--help"])
+    for name in ("--channels", "--split-by", "--keep-negatives", "--tune-threshold"):
+        assert name in result.output
+    assert "$ mapseg train chips.json chips/ -o run --preset b0 --channels" in result.output

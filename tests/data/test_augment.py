@@ -35,6 +35,8 @@ def test_policy_structure_follows_the_seed() -> None:
     names = [type(t).__name__ for t in transform.transforms]
     assert names == [
         "HorizontalFlip",
+        "VerticalFlip",
+        "RandomRotate90",
         "Affine",
         "GaussNoise",
         "Perspective",
@@ -44,8 +46,8 @@ def test_policy_structure_follows_the_seed() -> None:
         "PadIfNeeded",
         "CenterCrop",
     ]
-    assert [t.p for t in transform.transforms[:7]] == [0.5, 1.0, 0.2, 0.5, 0.9, 0.9, 0.9]
-    inner = [[type(t).__name__ for t in one.transforms] for one in transform.transforms[4:7]]
+    assert [t.p for t in transform.transforms[:9]] == [0.5, 0.5, 1.0, 1.0, 0.2, 0.5, 0.9, 0.9, 0.9]
+    inner = [[type(t).__name__ for t in one.transforms] for one in transform.transforms[6:9]]
     assert inner == [
         ["CLAHE", "RandomBrightnessContrast", "RandomGamma"],
         ["Sharpen", "Blur", "MotionBlur"],
@@ -98,3 +100,30 @@ def test_output_is_model_size_whatever_comes_in() -> None:
 def test_bad_size() -> None:
     with pytest.raises(ConfigError, match="must be positive"):
         seed_augmentation(0, 64)
+
+
+def test_every_flip_and_right_angle_rotation_is_drawn_and_targets_follow() -> None:
+    """Over seeds, an asymmetric L mask comes out in all 8 orientations, with its image."""
+    from mapseg_core.data.augment import seed_augmentation
+    from mapseg_core.data.targets import make_targets
+
+    size = 32
+    ids = np.zeros((size, size), np.float32)
+    ids[8:24, 8:12] = 1
+    ids[20:24, 12:24] = 2  # touching the first: a contact line the transform must carry
+    image = np.zeros((size, size, 3), np.uint8)
+    image[ids > 0] = (255, 0, 0)
+    seen = set()
+    for seed in range(200):
+        transform = seed_augmentation(size, size)
+        transform.set_random_seed(seed)
+        out = transform(image=image, mask=ids)
+        mask = out["mask"]
+        targets = make_targets(mask, ("building", "contact"), 1)
+        assert set(np.unique(mask)) <= {0.0, 1.0, 2.0}
+        # The contact channel is where the two ids meet in the *augmented* map.
+        assert targets[..., 1].any() == ((mask == 1).any() and (mask == 2).any())
+        if (mask == 1).sum() > 20 and (mask == 2).sum() > 10:
+            d = np.argwhere(mask == 2).mean(axis=0) - np.argwhere(mask == 1).mean(axis=0)
+            seen.add((int(np.sign(d[0])), int(np.sign(d[1])), bool(abs(d[0]) > abs(d[1]))))
+    assert len(seen) == 8

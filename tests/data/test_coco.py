@@ -279,3 +279,20 @@ def test_crowdai_sample(shared_data: Path) -> None:
         assert image.shape == (300, 300, 3)
         assert mask.shape == (300, 300)
         assert 0 < mask.sum() < mask.size
+
+
+def test_images_without_buildings_are_kept_as_negatives_when_asked(coco_set, tmp_path):
+    import json as _json
+
+    data = _json.loads(coco_set.annotations.read_text())
+    first = data["images"][0]
+    data["images"].append({**first, "id": 999, "file_name": first["file_name"]})
+    path = tmp_path / "with_negative.json"
+    path.write_text(_json.dumps(data))
+    plain = load_coco(path, coco_set.images_dir)
+    kept = load_coco(path, coco_set.images_dir, include_negatives=True)
+    assert 999 not in plain.image_ids and 999 in kept.image_ids
+    assert kept.load_mask(999).sum() == 0 and kept.load_instances(999).sum() == 0
+    some = plain.image_ids[0]
+    ids = kept.load_instances(some)
+    assert ((ids > 0) == (kept.load_mask(some) > 0)).all()

@@ -123,3 +123,42 @@ def test_load_bad_file(tmp_path: Path, content: str, fix: str) -> None:
         load_splits(path)
     assert fix in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_group_splits_keep_every_group_in_one_split():
+    from mapseg_core.data.splits import make_group_splits
+
+    ids = list(range(1, 61))
+    groups = [f"raster{(i - 1) // 6}" for i in ids]  # 10 rasters of 6 chips
+    splits = make_group_splits(ids, groups, train_size=0.7, valid_size=0.3, seed=5)
+    of = dict(zip(ids, groups, strict=True))
+    parts = [{of[i] for i in splits.ids(n)} for n in ("train", "valid", "test")]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert sorted(splits.train + splits.valid + splits.test) == ids
+    assert len(splits.test) >= 18 and len(splits.valid) >= 12
+    again = make_group_splits(ids, groups, train_size=0.7, valid_size=0.3, seed=5)
+    assert again == splits
+
+
+def test_group_splits_need_three_groups():
+    from mapseg_core.data.splits import make_group_splits
+
+    with pytest.raises(DatasetError, match="at least 3"):
+        make_group_splits([1, 2, 3, 4], ["a", "a", "b", "b"])
+
+
+def test_group_keys_from_a_field_or_a_file_name_pattern():
+    from mapseg_core.data.splits import group_of, parse_split_by
+
+    info = {"file_name": "paris_0012.png", "source": "paris.tif"}
+    assert group_of(info, "field:source") == "paris.tif"
+    assert group_of(info, "pattern:^([a-z]+)_") == "paris"
+    assert group_of(info, "pattern:[a-z]+") == "paris"
+    with pytest.raises(DatasetError, match="no field 'region'"):
+        group_of(info, "field:region")
+    with pytest.raises(DatasetError, match="does not match"):
+        group_of(info, "pattern:^x")
+    with pytest.raises(DatasetError, match="field:NAME"):
+        parse_split_by("source")
+    with pytest.raises(DatasetError, match="not a regular expression"):
+        parse_split_by("pattern:(")

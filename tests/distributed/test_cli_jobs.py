@@ -174,3 +174,25 @@ def test_failed_block_exit_code_4_names_it_and_writes_the_rest(
     assert events[-1]["exit_code"] == 4
     assert any(e["event"] == "warning" and name in e["message"] for e in events)
     assert out.exists() and len(gpd.read_file(out)) > 0
+
+
+def test_sigkill_with_separation_then_rerun_gives_the_same_houses(tmp_path):
+    import numpy as np
+    from rasters import make_contact_stub_model, terrace_scene, write_raster
+
+    model = make_contact_stub_model(tmp_path / "contact.keras")
+    img, _ = terrace_scene()
+    raster = write_raster(tmp_path / "terraces.tif", np.tile(img, (1, 3, 3)))
+    single = tmp_path / "single.gpkg"
+    tile_infer([raster], single, model, TileConfig(min_area=0.0, block_size=32, overlap=4))
+    expected = canonical(gpd.read_file(single).geometry)
+    assert len(expected) == 9 * 12
+    out, job = tmp_path / "o.gpkg", tmp_path / "job"
+    command = _command(raster, out, model, "--job-dir", job)
+    _kill_mid_run(command, after=20)
+    done = _done_blocks(job)
+    assert 20 <= done < 135 and not out.exists()
+    proc = _run(command)
+    assert proc.returncode == 0, proc.stderr
+    assert _summary(proc)["blocks_resumed"] == done
+    assert canonical(gpd.read_file(out).geometry) == expected

@@ -209,3 +209,40 @@ def _vrt(path: Path, parts: list[tuple[Path, int, int]], shape: tuple[int, int])
         + "</VRTDataset>"
     )
     return path
+
+
+@pytest.fixture(scope="module")
+def terraces(tmp_path_factory):
+    """The terrace scene tiled 2x2, the contact stub and its single-process polygons."""
+    import numpy as np
+    from rasters import make_contact_stub_model, terrace_scene
+
+    folder = tmp_path_factory.mktemp("terraces")
+    model = make_contact_stub_model(folder / "contact.keras")
+    img, _ = terrace_scene()
+    raster = write_raster(folder / "terraces.tif", np.tile(img, (1, 2, 2)))
+    tile_infer([raster], folder / "single.gpkg", model, CONFIG)
+    return raster, model, _polygons(folder / "single.gpkg")
+
+
+def test_dask_run_with_separation_gives_the_single_process_polygons(client, terraces, tmp_path):
+    raster, model, expected = terraces
+    assert len(expected) == 4 * 12  # every house of the 2x2 tiled terraces, separated
+    _ready(client)
+    tile_infer_job([raster], tmp_path / "o.gpkg", model, CONFIG, client=client)
+    assert _polygons(tmp_path / "o.gpkg") == expected
+
+
+def test_interrupted_job_with_separation_resumes_to_the_same_polygons(terraces, tmp_path):
+    raster, model, expected = terraces
+    job = JobOptions(job_dir=str(tmp_path / "job"))
+
+    def stop(event):
+        if event["event"] == "progress" and event["done"] == 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        tile_infer_job([raster], tmp_path / "o.gpkg", model, CONFIG, job, report=stop)
+    summary = tile_infer_job([raster], tmp_path / "o.gpkg", model, CONFIG, job)
+    assert summary["blocks_resumed"] == 9
+    assert _polygons(tmp_path / "o.gpkg") == expected

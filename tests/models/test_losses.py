@@ -103,3 +103,37 @@ def test_losses_are_registered_for_plain_keras_loading():
         "SpatialTruePositiveRate",
     ):
         assert keras.saving.get_registered_object(f"mapseg>{name}") is not None, name
+
+
+def test_channel_combo_loss_is_the_weighted_sum_of_one_channel_losses():
+    import numpy as np
+
+    from mapseg_core.models.losses import ComboLoss
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((3, 8, 8, 2)) > 0.6).astype("float32")
+    logits = rng.normal(size=(3, 8, 8, 2)).astype("float32")
+    one = ComboLoss(0.05)
+    both = ComboLoss(0.05, channel_weights=(1.0, 0.5))
+    expected = [
+        float(one.call(y[..., :1], logits[..., :1])[k])
+        + 0.5 * float(one.call(y[..., 1:], logits[..., 1:])[k])
+        for k in range(3)
+    ]
+    np.testing.assert_allclose(np.asarray(both.call(y, logits)), expected, rtol=1e-5)
+    again = ComboLoss.from_config(both.get_config())
+    assert again.channel_weights == (1.0, 0.5)
+    assert "channel_weights" not in one.get_config()
+
+
+def test_metrics_score_the_building_channel_only():
+    import numpy as np
+
+    from mapseg_core.models.losses import dice_per_image, iou_per_image
+
+    y = np.zeros((1, 4, 4, 2), "float32")
+    y[..., 0] = 1.0
+    logits = np.full((1, 4, 4, 2), 10.0, "float32")
+    logits[..., 1] = -10.0  # the contact channel is all wrong: no effect on the metrics
+    assert float(iou_per_image(y, logits)[0]) == 1.0
+    assert float(dice_per_image(y, logits)[0]) > 0.99

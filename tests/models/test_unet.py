@@ -130,3 +130,24 @@ def test_shared_b0_weights_load_into_the_encoder():
     stem = encoder.get_layer("stem_conv").get_weights()[0]
     np.testing.assert_array_equal(stem, reference.get_layer("stem_conv").get_weights()[0])
     assert np.abs(stem).sum() > 0
+
+
+@pytest.mark.slow
+def test_flexible_copy_of_an_efficientnet_unet_predicts_the_same():
+    """EfficientNet's input Normalization caches its mean/variance: the copy must refresh it."""
+    import numpy as np
+
+    from mapseg_core.config import make_config
+    from mapseg_core.models.unet import build_unet, flexible_copy
+
+    config = make_config("b0", encoder_weights="none").model
+    model = build_unet(config)
+    norm = model.get_layer("encoder").get_layer("normalization")
+    norm.set_weights([np.full(3, 100.0), np.full(3, 900.0), np.asarray(1)][: len(norm.weights)])
+    norm.finalize_state()
+    flexible = flexible_copy(model, config)
+    assert flexible is not None
+    x = np.random.default_rng(0).uniform(0, 255, (1, 256, 256, 3)).astype("float32")
+    np.testing.assert_allclose(
+        np.asarray(model.predict_on_batch(x)), np.asarray(flexible.predict_on_batch(x)), atol=1e-4
+    )

@@ -250,3 +250,41 @@ def test_validation_every_n_epochs_and_checkpoint_interval(tmp_path, learnable):
     state = read_run_state(tmp_path / "run5")
     assert state["epochs_done"] == 4 and state["best_val_loss"] is not None
     assert resume(tmp_path / "run5", epochs=5).epochs_done == 5
+
+
+def test_contact_channel_run_saves_a_flexible_model_that_tile_infer_separates_with(
+    tmp_path, learnable
+):
+    from rasters import scene, write_raster
+
+    from mapseg_core.config import TileConfig
+    from mapseg_core.inference.engine import tile_infer
+    from mapseg_core.models.artifact import read_metadata
+
+    config = _config(epochs=1, channels=("building", "contact"), split_by="pattern:(\\d)\\.png$")
+    assert config.model.output_channels == 2
+    result = train(*learnable, tmp_path / "run", config)
+    meta = read_metadata(result.model_path)
+    assert meta["channels"] == ["building", "contact"] and meta["flexible_input"] is True
+    assert meta["margin"]["measured"] is True
+    assert meta["receptive_margin"] == meta["margin"]["margin"] < 32
+    assert 0.1 <= meta["threshold"] <= 0.7 and len(meta["threshold_search"]) == 13
+    assert meta["separation"]["radius"] >= 8
+    model, _ = load_artifact(result.model_path)
+    assert tuple(model.inputs[0].shape[1:3]) == (None, None)
+    assert model.outputs[0].shape[-1] == 2
+    img, _ = scene()
+    raster = write_raster(tmp_path / "s.tif", img)
+    summary = tile_infer([raster], tmp_path / "o.gpkg", result.model_path, TileConfig())
+    assert summary["rasters"][0]["separation"] is not None
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert sum(len(v) for v in splits.values()) == 12
+
+
+def test_evaluate_scores_a_contact_channel_model(tmp_path, learnable):
+    from mapseg_core.training.evaluate import evaluate_model
+
+    config = _config(epochs=1, channels=("building", "contact"))
+    result = train(*learnable, tmp_path / "run", config)
+    scores = evaluate_model(result.model_path, *learnable, polygons=True)
+    assert 0.0 <= scores["all"]["dice_coef"] <= 1.0 and "loss" in scores["all"]
