@@ -36,7 +36,6 @@ dropped. Chip pixels are written as read, nodata or not.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import secrets
@@ -950,10 +949,3 @@ def _write_chips(
 
 def _shift(geometry: Any, dx: float, dy: float) -> Any:
     return shapely.transform(geometry, lambda xy: xy + np.array([dx, dy]))
-
-
-def load_annotation(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a chips ``annotation.json`` (for tests and tools)."""
-    with open(path, encoding="utf-8") as fh:
-        data: dict[str, Any] = json.load(fh)
-    return data

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 from mapseg_core.backend import keras
 from mapseg_core.config import ModelConfig
@@ -136,8 +135,3 @@ def _set_trainable(encoder: keras.Model, config: ModelConfig) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
-def encoder_summary(encoder: Any) -> list[tuple[str, tuple[int | None, ...]]]:
-    """(layer name, output shape) of each skip, for logs and tests."""
-    return [(t.name, tuple(t.shape)) for t in encoder.outputs]

@@ -39,9 +39,6 @@ from shapely.geometry import Polygon
 
 from mapseg_core.vectorize.regularize import clean_outline
 
-#: Sides of a block, and the border each one lies on relative to the block index.
-SIDES: tuple[str, ...] = ("top", "bottom", "left", "right")
-
 BorderKey = tuple[str, int, int]  # ("h" | "v", block row, block col) of the border's first block
 Slot = tuple[BorderKey, int, int]  # (border, position along it, 0 = before / 1 = after)
 

@@ -47,14 +47,15 @@ def client():
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
-    """A 320x400 raster (130 blocks of 32 px) and its single-process polygons."""
+    """A 320x400 raster (130 blocks of 32 px), the stub model, the single-process polygons
+    and the single-process GeoPackage."""
     from rasters import make_stub_model
 
     folder = tmp_path_factory.mktemp("big")
     model = make_stub_model(folder / "stub.keras")
     raster = tiled_scene(folder / "big.tif", (2, 2))
     tile_infer([raster], folder / "single.gpkg", model, CONFIG)
-    return raster, model, _polygons(folder / "single.gpkg")
+    return raster, model, _polygons(folder / "single.gpkg"), folder / "single.gpkg"
 
 
 def _polygons(path: Path) -> set[str]:
@@ -71,7 +72,7 @@ def _ready(client) -> None:
 
 
 def test_dask_run_gives_the_single_process_polygons(client, big, tmp_path):
-    raster, model, expected = big
+    raster, model, expected, single = big
     _ready(client)
     events = []
     summary = tile_infer_job(
@@ -82,13 +83,12 @@ def test_dask_run_gives_the_single_process_polygons(client, big, tmp_path):
     assert summary["mpx_per_s"] > 0 and summary["km2_per_h"] > 0
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
     assert sum(e["event"] == "progress" for e in events) == 130
-    single = tmp_path.parent / "single.gpkg"
-    if single.exists():
-        assert _attributes(tmp_path / "o.gpkg") == _attributes(single)
+    # The attributes too (area_m2, score, source), not only the geometries.
+    assert _attributes(tmp_path / "o.gpkg") == _attributes(single)
 
 
 def test_a_worker_killed_mid_run_changes_nothing(client, big, tmp_path):
-    raster, model, expected = big
+    raster, model, expected, single = big
     _ready(client)
     pids = list(client.run(os.getpid).values())
     killed = []
@@ -159,7 +159,7 @@ def test_a_block_failing_twice_is_named_and_the_rest_is_written(
 
 
 def test_interrupted_local_job_resumes_to_the_same_polygons(big, tmp_path):
-    raster, model, expected = big
+    raster, model, expected, single = big
     job = JobOptions(job_dir=str(tmp_path / "job"))
 
     def stop(event):
