@@ -12,6 +12,23 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def config_default(config_class: type, name: str) -> Any:
+    """The documented default of a config dataclass field, the one source of option defaults.
+
+    CLI options named after ``TileConfig``/``ModelConfig``/``TrainConfig`` fields
+    take their default from here, so the CLI, Python and (through its test,
+    tests/test_defaults.py) the QGIS plugin cannot drift apart.
+    """
+    import dataclasses
+
+    for f in dataclasses.fields(config_class):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            break
+    raise KeyError(f"{config_class.__name__} has no field {name!r} with a default")
+
+
 def verbosity(func: F) -> F:
     """``-v/--verbose`` and ``-q/--quiet``, applied to the ``mapseg`` logger."""
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from mapseg_cli.options import band_list, is_quiet, overwrite, verbosity
+from mapseg_cli.options import band_list, config_default, is_quiet, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
+from mapseg_core.config import TileConfig
 
 
 def _nodata(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
@@ -65,16 +66,22 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 @click.option(
     "--block-size",
     type=int,
-    default=1024,
+    default=config_default(TileConfig, "block_size"),
     show_default=True,
     help="Block side in pixels (memory per block; rounded to whole windows).",
 )
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Windows per predict.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=config_default(TileConfig, "batch_size"),
+    show_default=True,
+    help="Windows per predict.",
+)
 @click.option("--threshold", type=float, help="Building probability (default: the model's).")
 @click.option(
     "--normalization",
     type=click.Choice(["auto", "percentile", "none"]),
-    default="auto",
+    default=config_default(TileConfig, "normalization"),
     show_default=True,
     help="Input scaling rule (see docs).",
 )
@@ -108,7 +115,12 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: str | None) -> float
     help="Test-time augmentation: average each window over flips and 90-degree rotations "
     "(8x the model time), e.g. --tta.",
 )
-@click.option("--layer", default="buildings", show_default=True, help="Output layer name.")
+@click.option(
+    "--layer",
+    default=config_default(TileConfig, "layer"),
+    show_default=True,
+    help="Output layer name.",
+)
 @click.option("--crs", help="Output CRS (default: the first raster's).")
 @click.option(
     "--save-probabilities",

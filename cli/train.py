@@ -8,6 +8,7 @@ import click
 
 from mapseg_cli.options import is_quiet, overwrite, verbosity
 from mapseg_cli.progress import ProgressPrinter, progress_option
+from mapseg_core.config import ENCODERS, PRESETS
 
 _HELP = """Train a building U-Net on a COCO export (CVAT, Label Studio, crowdAI...).
 
@@ -99,10 +100,10 @@ def _float_list(
     "--preset",
     default="seed-b4",
     show_default=True,
-    type=click.Choice(["seed-b4", "b0", "tiny"]),
+    type=click.Choice(list(PRESETS)),
     help="Starting configuration.",
 )
-@click.option("--encoder", type=click.Choice([f"efficientnetb{i}" for i in range(8)] + ["tiny"]))
+@click.option("--encoder", type=click.Choice(list(ENCODERS)))
 @click.option("--encoder-weights", help="imagenet, a local weights file, or none.")
 @click.option(
     "--encoder-trainable/--encoder-frozen",

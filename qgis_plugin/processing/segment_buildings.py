@@ -24,6 +24,11 @@ from qgis.core import (
 from .. import engine as engine_client
 from .algorithm import MapsegAlgorithm
 
+#: Defaults of the parameters named after ``mapseg_core.config.TileConfig`` fields. The
+#: plugin cannot import mapseg_core (it runs in QGIS's Python), so they are written here
+#: once and tests/test_defaults.py checks them against TileConfig's.
+DEFAULTS = {"block_size": 1024, "batch_size": 8}
+
 
 class SegmentBuildingsAlgorithm(MapsegAlgorithm):
     """Runs ``mapseg tile-infer``; parameter keys are its options in UPPER_CASE."""
@@ -93,7 +98,7 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
                 self.BLOCK_SIZE,
                 self.tr("Block size (pixels)"),
                 type=QgsProcessingParameterNumber.Integer,
-                defaultValue=1024,
+                defaultValue=DEFAULTS["block_size"],
                 minValue=1,
             )
         )
@@ -164,7 +169,7 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
                 self.BATCH_SIZE,
                 self.tr("Windows per prediction batch"),
                 type=QgsProcessingParameterNumber.Integer,
-                defaultValue=8,
+                defaultValue=DEFAULTS["batch_size"],
                 minValue=1,
             ),
         ]
