@@ -18,7 +18,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,16 +133,15 @@ class CocoDataset:
                     f"{info['height']}x{info['width']}; fix its height/width in the annotation file"
                 )
 
-    def load_mask(self, image_id: int) -> np.ndarray:
-        """The ``HxW`` uint8 {0, 1} union of the image's annotations of ``category_ids``.
+    def _annotation_masks(self, image_id: int) -> Iterator[np.ndarray]:
+        """Each annotation of ``category_ids`` on the image as an ``HxW`` uint8 mask, in order.
 
-        Every annotation is rasterised from its ``segmentation`` with
-        ``COCO.annToMask`` (polygons, RLE and ``iscrowd`` regions alike);
-        ``bbox`` is never used because real exports get it wrong.
+        Rasterised from ``segmentation`` with ``COCO.annToMask`` (polygons, RLE
+        and ``iscrowd`` regions alike); ``bbox`` is never used because real
+        exports get it wrong.
         """
         info = self.image_info(image_id)
         height, width = int(info["height"]), int(info["width"])
-        mask = np.zeros((height, width), dtype=np.uint8)
         ann_ids = self._coco.getAnnIds(imgIds=[int(image_id)], catIds=list(self.category_ids))
         for ann in self._coco.loadAnns(ann_ids):
             try:
@@ -153,12 +152,26 @@ class CocoDataset:
                     f"segmentation ({type(exc).__name__}); fix or remove it in "
                     f"{self.annotations.name}"
                 ) from exc
-            if ann_mask.shape != mask.shape:
+            if ann_mask.shape != (height, width):
                 raise DatasetError(
                     f"annotation {ann.get('id')} of image {image_id} is "
                     f"{ann_mask.shape[0]}x{ann_mask.shape[1]} but the image is {height}x{width}; "
                     "fix the RLE size or the image's height/width in the annotation file"
                 )
+            yield ann_mask
+
+    def _shape(self, image_id: int) -> tuple[int, int]:
+        info = self.image_info(image_id)
+        return int(info["height"]), int(info["width"])
+
+    def load_mask(self, image_id: int) -> np.ndarray:
+        """The ``HxW`` uint8 {0, 1} union of the image's annotations of ``category_ids``.
+
+        Every annotation is rasterised from its ``segmentation``, never from
+        ``bbox`` (see :meth:`_annotation_masks`).
+        """
+        mask = np.zeros(self._shape(image_id), dtype=np.uint8)
+        for ann_mask in self._annotation_masks(image_id):
             np.maximum(mask, ann_mask, out=mask)
         return mask
 
@@ -172,25 +185,8 @@ class CocoDataset:
         2**24); :func:`mapseg_core.data.targets.make_targets` turns it into the
         building, contact and boundary targets after augmentation.
         """
-        info = self.image_info(image_id)
-        height, width = int(info["height"]), int(info["width"])
-        ids = np.zeros((height, width), dtype=np.float32)
-        ann_ids = self._coco.getAnnIds(imgIds=[int(image_id)], catIds=list(self.category_ids))
-        for k, ann in enumerate(self._coco.loadAnns(ann_ids), start=1):
-            try:
-                ann_mask = self._coco.annToMask(ann)
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
-                raise DatasetError(
-                    f"annotation {ann.get('id')} of image {image_id} has an unreadable "
-                    f"segmentation ({type(exc).__name__}); fix or remove it in "
-                    f"{self.annotations.name}"
-                ) from exc
-            if ann_mask.shape != ids.shape:
-                raise DatasetError(
-                    f"annotation {ann.get('id')} of image {image_id} is "
-                    f"{ann_mask.shape[0]}x{ann_mask.shape[1]} but the image is {height}x{width}; "
-                    "fix the RLE size or the image's height/width in the annotation file"
-                )
+        ids = np.zeros(self._shape(image_id), dtype=np.float32)
+        for k, ann_mask in enumerate(self._annotation_masks(image_id), start=1):
             ids[ann_mask > 0] = k
         return ids
 
