@@ -220,11 +220,14 @@ def layer_quality(
     preds: list[Any], refs: list[Any], match: MatchResult, mask_iou: float, crs: Any, area: Any
 ) -> dict[str, float]:
     """Polygon-quality figures of one layer pair (see the module docstring)."""
-    from mapseg_core.inference.engine import metres_per_unit
+    from mapseg_core.raster import ground_scale
 
+    # Ground metres per CRS unit where the layers are (Web Mercator's 1/cos(latitude),
+    # a degree's length), as tile-infer measures them.
     centre = area.centroid
-    mx, my = metres_per_unit(crs, centre.y if crs.is_geographic else 0.0)
-    metres = float(np.sqrt(mx * my))
+    minx, miny, maxx, maxy = area.bounds
+    step = max(maxx - minx, maxy - miny, 1e-9) / 1000
+    metres = float(ground_scale(crs, centre.x, centre.y, step).linear)
     pred_union = shapely.union_all(preds) if preds else shapely.Polygon()
     ref_union = shapely.union_all(refs) if refs else shapely.Polygon()
     sums = image_quality(

@@ -140,6 +140,14 @@ def portable_config(config_dict: dict[str, Any]) -> dict[str, Any]:
     return {**config_dict, "model": model}
 
 
+def default_margin(input_size: tuple[int, int] | list[int]) -> int:
+    """Window margin of a model whose margin was not measured (or never converges).
+
+    The rule of thumb ``max(16, input // 8)`` pixels cropped at each window side.
+    """
+    return max(16, int(input_size[0]) // 8)
+
+
 def metadata_from_config(config: Any) -> dict[str, Any]:
     """The metadata fields a :class:`~mapseg_core.config.RunConfig` decides.
 
@@ -152,7 +160,7 @@ def metadata_from_config(config: Any) -> dict[str, Any]:
         "input_size": list(config.model.input_size),
         "bands": config.model.bands,
         "gsd": config.train.gsd,
-        "receptive_margin": max(16, config.model.input_size[0] // 8),
+        "receptive_margin": default_margin(config.model.input_size),
         "channels": list(config.model.channels),
     }
 

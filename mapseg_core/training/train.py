@@ -402,7 +402,7 @@ def _write_outputs(
     steps: int,
     valid_sequence: Any = None,
 ) -> Path:
-    from mapseg_core.models.artifact import metadata_from_config, save_artifact
+    from mapseg_core.models.artifact import default_margin, metadata_from_config, save_artifact
     from mapseg_core.models.unet import flexible_copy
     from mapseg_core.training import report as rpt
     from mapseg_core.training.schedules import learning_rate_curve
@@ -436,7 +436,7 @@ def _write_outputs(
         # trained size (model-sized windows, each pixel from one window, exact across
         # blocks) and the rule-of-thumb margin.
         flexible = None
-        margin["margin"] = max(16, config.model.input_size[0] // 8)
+        margin["margin"] = default_margin(config.model.input_size)
     summary = dataset.summary()
     summary["splits"] = {
         "train": len(splits.train),
@@ -505,11 +505,12 @@ def _measure_margin(flexible: Any, config: RunConfig, sequence: Any) -> dict[str
     Fixed-size models cannot predict the larger reference input; they keep the
     old rule of thumb ``max(16, input // 8)``, marked as not measured.
     """
+    from mapseg_core.models.artifact import default_margin
     from mapseg_core.models.margin import measure_margin, mosaic_samples, noise_samples
 
     tile = (int(config.model.input_size[0]), int(config.model.input_size[1]))
     if flexible is None:
-        return {"margin": max(16, tile[0] // 8), "measured": False}
+        return {"margin": default_margin(tile), "measured": False}
 
     def predict(x: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):

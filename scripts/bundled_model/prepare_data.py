@@ -381,14 +381,13 @@ class Builder:
 
 
 def _raster_gsd(path: Path) -> float:
+    """Ground resolution at the raster's centre, in metres (as tile-infer measures it)."""
     import rasterio
 
-    from mapseg_core.inference.engine import metres_per_unit
+    from mapseg_core.raster import raster_gsd
 
     with rasterio.open(path) as src:
-        lat = (src.bounds.top + src.bounds.bottom) / 2 if src.crs.is_geographic else 0.0
-        mx, my = metres_per_unit(src.crs, lat)
-        return math.sqrt(abs(src.transform.a * src.transform.e) * mx * my)
+        return raster_gsd(src.crs, src.transform, src.width, src.height)[0]
 
 
 def crop(src_path: Path, dst_path: Path, window: Any) -> Path:
