@@ -53,6 +53,13 @@ Without --split-file every annotated image is scored as one column, "all".
     show_default=True,
     help="Also score buildings as polygons: COCO AP/AP50/AP75/AR and F1@0.5 (SpaceNet rule).",
 )
+@click.option(
+    "--image-gsd",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Metres per pixel of the COCO images; they are resampled to the model's GSD "
+    "(default: each image record's gsd field, else the model's). "
+    "$ mapseg evaluate model.keras crowdai.json images/ --image-gsd 0.3",
+)
 @json_output
 @overwrite
 @progress_option
@@ -66,6 +73,7 @@ def evaluate(
     batch_size: int,
     csv_path: Path | None,
     polygons: bool,
+    image_gsd: float | None,
     as_json: bool,
     overwrite: bool,
     progress_mode: str,
@@ -90,6 +98,7 @@ def evaluate(
             splits=chosen,
             batch_size=batch_size,
             polygons=polygons,
+            image_gsd=image_gsd,
             report=printer,
         )
     if csv_path is not None:

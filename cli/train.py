@@ -158,7 +158,18 @@ def _float_list(
 @click.option("--seed", type=int, help="Seed of the splits and shuffling.")
 @click.option("--train-size", type=float, help="Fraction of images for train+valid (rest: test).")
 @click.option("--valid-size", type=float, help="Fraction of train+valid held out for validation.")
-@click.option("--gsd", type=float, help="Ground sampling distance of the images, m/pixel.")
+@click.option(
+    "--gsd",
+    type=float,
+    help="Metres per pixel the model learns at (its GSD); the images too unless --image-gsd.",
+)
+@click.option(
+    "--image-gsd",
+    type=float,
+    help="Metres per pixel of the COCO images, resampled to --gsd (default: each image "
+    "record's gsd field, else --gsd). $ mapseg train a.json images -o run --gsd 0.3 "
+    "--image-gsd 0.15",
+)
 @click.option(
     "--validation-freq",
     type=click.IntRange(min=1),

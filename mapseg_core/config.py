@@ -125,6 +125,10 @@ class TrainConfig:
     preview_images: int = 8
     # Ground sampling distance of the training imagery in metres (crowdAI: ~0.3); used by tiling.
     gsd: float = 0.3
+    # Metres per pixel of the COCO images when they are not at ``gsd`` (COCO carries no
+    # resolution): samples are resampled to ``gsd``. None: each image record's ``gsd`` field
+    # where it has one, else the images are taken to be at ``gsd``.
+    image_gsd: float | None = None
     # Validate every N epochs (always also on the first epoch of a run or resume, and the last);
     # early-stopping and ReduceLROnPlateau patience stay in epochs. 1: every epoch (the seed).
     validation_freq: int = 1
@@ -274,6 +278,13 @@ def validate(config: Any) -> Any:
             raise ConfigError("channel_weights must be 0 or more, e.g. --channel-weights 1,0.5")
         if config.contact_width < 1 or config.boundary_width < 1:
             raise ConfigError("contact_width and boundary_width must be at least 1 pixel")
+        for name in ("gsd", "image_gsd"):
+            value = getattr(config, name)
+            if value is not None and not value > 0:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{name} must be positive metres per pixel, got {value}; e.g. {flag} 0.3"
+                )
         if config.split_by is not None:
             from mapseg_core.data.splits import parse_split_by
 

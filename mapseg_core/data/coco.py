@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,62 @@ class CocoDataset:
     # Image modes already reported as converted to RGB, so a grayscale dataset logs once per mode.
     # Unlocked on purpose (keeps the dataset picklable): two threads may both log a mode once.
     _warned_modes: set[str] = field(default_factory=set, repr=False, compare=False)
+    # Metres per pixel the samples are delivered at (None: as stored). See :meth:`at_gsd`.
+    gsd: float | None = None
+    # Metres per pixel of the stored images where their record has no ``gsd`` field
+    # (None: records without one are taken to be at ``gsd`` already).
+    image_gsd: float | None = None
+
+    def at_gsd(self, gsd: float | None, image_gsd: float | None = None) -> CocoDataset:
+        """This dataset delivering images, masks and instance maps at ``gsd`` m/pixel.
+
+        COCO exports carry no resolution: ``image_gsd`` says what the images
+        are (``mapseg train/evaluate --image-gsd``), else each image record's
+        ``gsd`` field (written by ``scripts/bundled_model/prepare_data.py``)
+        does; an image with neither is delivered as stored. An explicit
+        ``image_gsd`` wins over the records. Images are resampled with area
+        averaging when shrinking (bilinear when enlarging), masks and instance
+        maps with nearest neighbour, so samples match a model trained at
+        ``gsd`` as tile-infer's resampling does.
+        """
+        for name, value in (("gsd", gsd), ("image_gsd", image_gsd)):
+            if value is not None and not (value > 0 and np.isfinite(value)):
+                raise DatasetError(f"{name} must be positive metres per pixel, got {value}")
+        return replace(self, gsd=gsd, image_gsd=image_gsd)
+
+    def source_gsd(self, image_id: int) -> float | None:
+        """Metres per pixel of the stored image (``image_gsd``, else its record's ``gsd``)."""
+        if self.image_gsd is not None:
+            return float(self.image_gsd)
+        value = self._coco.imgs[int(image_id)].get("gsd")
+        return float(value) if isinstance(value, int | float) and value > 0 else None
+
+    def sample_shape(self, image_id: int) -> tuple[int, int]:
+        """``(height, width)`` of the delivered sample (after resampling to ``gsd``)."""
+        height, width = self._shape(image_id)
+        factor = self._factor(image_id)
+        if factor == 1.0:
+            return height, width
+        return max(1, round(height * factor)), max(1, round(width * factor))
+
+    def _factor(self, image_id: int) -> float:
+        source = self.source_gsd(image_id)
+        if self.gsd is None or source is None or abs(source - self.gsd) <= 1e-9 * self.gsd:
+            return 1.0
+        return source / self.gsd
+
+    def _resampled(self, image_id: int, array: np.ndarray, nearest: bool) -> np.ndarray:
+        shape = self.sample_shape(image_id)
+        if array.shape[:2] == shape:
+            return array
+        import cv2
+
+        if nearest:
+            interpolation = cv2.INTER_NEAREST
+        else:
+            interpolation = cv2.INTER_AREA if shape[0] < array.shape[0] else cv2.INTER_LINEAR
+        out = cv2.resize(array, (shape[1], shape[0]), interpolation=interpolation)
+        return np.ascontiguousarray(out.astype(array.dtype, copy=False))
 
     def image_info(self, image_id: int) -> dict[str, Any]:
         """The image's COCO record (``id``, ``file_name``, ``width``, ``height``, ...), a copy."""
@@ -70,7 +126,7 @@ class CocoDataset:
         return dict(info)
 
     def load_image(self, image_id: int) -> np.ndarray:
-        """The image as an ``HxWx3`` uint8 RGB array.
+        """The image as an ``HxWx3`` uint8 RGB array (resampled to :attr:`gsd`, see :meth:`at_gsd`).
 
         Grayscale, palette and RGBA images are converted to RGB (transparency
         is dropped) because the encoders take exactly three 0..255 bands; the
@@ -104,7 +160,7 @@ class CocoDataset:
                 f"{self.annotations.name} says {expected[0]}x{expected[1]}; "
                 "fix its height/width in the annotation file"
             )
-        return np.ascontiguousarray(array)
+        return self._resampled(image_id, np.ascontiguousarray(array), nearest=False)
 
     def check_images(self) -> None:
         """Open every image's header, so a corrupt file stops a run before it starts.
@@ -173,7 +229,7 @@ class CocoDataset:
         mask = np.zeros(self._shape(image_id), dtype=np.uint8)
         for ann_mask in self._annotation_masks(image_id):
             np.maximum(mask, ann_mask, out=mask)
-        return mask
+        return self._resampled(image_id, mask, nearest=True)
 
     def load_instances(self, image_id: int) -> np.ndarray:
         """The ``HxW`` float32 instance map: 0 for background, ``k`` on the k-th annotation.
@@ -188,7 +244,7 @@ class CocoDataset:
         ids = np.zeros(self._shape(image_id), dtype=np.float32)
         for k, ann_mask in enumerate(self._annotation_masks(image_id), start=1):
             ids[ann_mask > 0] = k
-        return ids
+        return self._resampled(image_id, ids, nearest=True)
 
     def load_sample(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image, mask)`` of :meth:`load_image` and :meth:`load_mask`."""

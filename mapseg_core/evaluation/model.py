@@ -6,7 +6,9 @@ image size (:func:`mapseg_core.evaluation.predictions.to_image_size`). The
 buildings scored are **the polygons tile-infer would write** for that
 probability map: :func:`mapseg_core.vectorize.pipeline.polygons_from_probability`
 with the model's outline defaults (min area, simplification, regularization;
-an image pixel counts as the model's GSD), each polygon rasterised back on
+an image pixel counts as the model's GSD, or as ``--image-gsd`` when the
+images are resampled to the model's GSD and the probabilities back to the
+stored grid), each polygon rasterised back on
 the image grid (pixel-centre rule) as an RLE mask for pycocotools, with the
 building's mean probability as ``score``. Ground truth is every annotation
 of the model's categories on the image, merged into one category "building".
@@ -70,7 +72,7 @@ def predict_instances(
     from mapseg_core.inference.stitch import to_probability
     from mapseg_core.vectorize.separate import SEPARATING
 
-    options = image_polish_options(metadata or {})
+    model_gsd = float((metadata or {}).get("gsd", 0.3))
     # Touching buildings separated as tile-infer does (by default, when the model can).
     channels, separation = model_channels(metadata or {}, None)
     picked = [k for k, name in enumerate(channels) if name in SEPARATING]
@@ -89,23 +91,39 @@ def predict_instances(
         raw = raw if raw.ndim == 4 else raw[..., None]  # (batch, h, w, channels)
         prob = to_probability(raw, output)  # type: ignore[arg-type]
         for image_id, shape, p in zip(batch_ids, shapes, prob, strict=True):
-            full = to_image_size(p[..., 0], shape, resize_mode)
+            # Back to the stored image's grid (its annotations' frame) when the dataset
+            # resampled it to the model's GSD (--image-gsd), as tile-infer writes on the raster.
+            info = dataset.image_info(image_id)
+            stored = (int(info["height"]), int(info["width"]))
+
+            def back(
+                channel: np.ndarray,
+                shape: tuple[int, int] = shape,
+                stored: tuple[int, int] = stored,
+            ) -> np.ndarray:
+                return to_image_size(to_image_size(channel, shape, resize_mode), stored)
+
+            full = back(p[..., 0])
             separators = None
             if separation is not None:
-                separators = np.stack(
-                    [to_image_size(p[..., k], shape, resize_mode) for k in picked], axis=-1
-                )
+                separators = np.stack([back(p[..., k]) for k in picked], axis=-1)
+            pixel_gsd = dataset.source_gsd(image_id) if stored != shape else None
+            options = image_polish_options(metadata or {}, pixel_gsd or model_gsd)
             for inst in polygon_instances(full, threshold, options, separators, separation):
                 results.append({"image_id": image_id, "category_id": 1, **inst})
     return results
 
 
-def image_polish_options(metadata: dict[str, Any]) -> Any:
-    """The model's outline options for an image in pixel coordinates (1 px = the model's GSD)."""
+def image_polish_options(metadata: dict[str, Any], pixel_gsd: float | None = None) -> Any:
+    """The model's outline options for an image in pixel coordinates.
+
+    One pixel is ``pixel_gsd`` metres (the stored image's GSD, ``--image-gsd``),
+    by default the model's GSD.
+    """
     from mapseg_core.config import TileConfig
     from mapseg_core.vectorize.pipeline import model_polish, polish_options
 
-    gsd = float(metadata.get("gsd", 0.3))
+    gsd = float(pixel_gsd if pixel_gsd is not None else metadata.get("gsd", 0.3))
     config = model_polish(TileConfig(), metadata)
     return polish_options(
         {

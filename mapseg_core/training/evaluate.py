@@ -22,6 +22,7 @@ def evaluate_model(
     batch_size: int = 8,
     workers: int = 2,
     polygons: bool = True,
+    image_gsd: float | None = None,
     report: Reporter = null_reporter,
 ) -> dict[str, dict[str, float]]:
     """Loss, binary accuracy, Dice, spatial TPR and IoU per split.
@@ -40,6 +41,10 @@ def evaluate_model(
             ``recall@0.5`` (SpaceNet rule) and the polygon-quality figures
             (``mask_IoU``, ``boundary_IoU``, ``C-IoU``, ``matched_C-IoU``,
             ``N-ratio``, ``PoLiS_px``, ``MTA``) join each split's dict.
+        image_gsd: metres per pixel of the COCO images (default: each image
+            record's ``gsd`` field, else the model's GSD). Images are resampled
+            to the model's GSD; the pixel table is scored there, the polygons on
+            the stored image grid (:meth:`CocoDataset.at_gsd`).
 
     Raises:
         ModelError, DatasetError: unusable model or data; a split file whose
@@ -53,7 +58,10 @@ def evaluate_model(
     meta = read_metadata(model_path)
     train_cfg: dict[str, Any] = meta.get("config", {}).get("train", {})
     categories = train_cfg.get("category_ids")
-    dataset = load_coco(annotations, images_dir, categories)
+    model_gsd = meta.get("gsd")
+    dataset = load_coco(annotations, images_dir, categories).at_gsd(
+        float(model_gsd) if model_gsd else None, image_gsd
+    )
     if split_file is None:
         groups = {"all": dataset.image_ids}
     else:

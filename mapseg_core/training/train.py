@@ -81,7 +81,7 @@ def train(
         images_dir,
         config.train.category_ids,
         include_negatives=config.train.keep_negatives,
-    )
+    ).at_gsd(config.train.gsd, config.train.image_gsd)
     dataset.check_images()
     splits = split_dataset(dataset, config.train)
     # Build before writing anything: bad weights or options must leave no run behind.
@@ -131,7 +131,7 @@ def resume(
         state["images_dir"],
         config.train.category_ids,
         include_negatives=config.train.keep_negatives,
-    )
+    ).at_gsd(config.train.gsd, config.train.image_gsd)
     splits = load_splits(run_dir / "splits.json")
     return _run(run_dir, config, state, dataset, splits, report)
 
