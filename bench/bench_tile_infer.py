@@ -38,7 +38,8 @@ import rasterio
 from _common import GSD, heavy_stub, say, write_scene
 
 from mapseg_core.config import TileConfig
-from mapseg_core.inference.engine import Predictor, tile_infer
+from mapseg_core.inference.engine import tile_infer
+from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.windows import WindowGrid, make_grid
 from mapseg_core.models.artifact import load_artifact
 

@@ -237,6 +237,31 @@ def pixel_ground_size(transform: Affine, scale_x: float, scale_y: float) -> tupl
     return math.hypot(a * scale_x, d * scale_y), math.hypot(b * scale_x, e * scale_y)
 
 
+def working_grid(
+    transform: Affine,
+    width: int,
+    height: int,
+    raster_gsd: float | tuple[float, float],
+    target_gsd: float | None,
+    tolerance: float,
+) -> tuple[Affine, int, int]:
+    """Grid the model runs on: the raster's own, or resampled to ``target_gsd``.
+
+    ``raster_gsd`` is the ground size of a pixel in metres, or its two sizes
+    (along columns, along rows: see :func:`mapseg_core.raster.pixel_ground_size`),
+    which differ for rasters in degrees; each axis is then resampled by its own
+    factor so the model sees square ground pixels. A raster within
+    ``tolerance`` of the target on both axes (or ``target_gsd=None``) is used
+    as it is: resampling costs time and blurs edges for no gain.
+    """
+    gsd_x, gsd_y = raster_gsd if isinstance(raster_gsd, tuple) else (raster_gsd, raster_gsd)
+    if target_gsd is None or all(abs(g / target_gsd - 1.0) <= tolerance for g in (gsd_x, gsd_y)):
+        return transform, width, height
+    new_w = max(1, round(width * gsd_x / target_gsd))
+    new_h = max(1, round(height * gsd_y / target_gsd))
+    return transform @ Affine.scale(width / new_w, height / new_h), new_w, new_h
+
+
 def check_orientation(transform: Affine, name: str) -> None:
     """Refuse a geotransform with shear (non-perpendicular pixel axes).
 

@@ -60,6 +60,8 @@ from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import Polygon, box
 
+from mapseg_core import __version__
+from mapseg_core.atomic import write_json
 from mapseg_core.errors import (
     ConfigError,
     InputError,
@@ -68,6 +70,8 @@ from mapseg_core.errors import (
     OutputExistsError,
     RasterError,
 )
+from mapseg_core.inference.normalize import apply_scaling, choose_scaling
+from mapseg_core.inference.plan import choose_bands
 from mapseg_core.progress import Reporter, null_reporter, progress_event
 from mapseg_core.raster import (
     check_orientation,
@@ -80,6 +84,7 @@ from mapseg_core.raster import (
     raster_gsd,
     statistics_sample,
     value_valid,
+    working_grid,
 )
 
 #: File suffixes read as raster masks; anything else is read as a vector layer.
@@ -359,7 +364,6 @@ def nodata_fraction(invalid: NDArray[np.bool_], covered: NDArray[np.bool_] | Non
 
 def to_uint8(data: NDArray[Any], scaling: Any) -> NDArray[np.uint8]:
     """Band-last pixels -> uint8 RGB with the raster's one scaling (identity for uint8)."""
-    from mapseg_core.inference.normalize import apply_scaling
 
     if scaling.kind == "identity" and data.dtype == np.uint8:
         return np.ascontiguousarray(data)
@@ -533,8 +537,6 @@ def _working_grid(src: Any, config: ChipConfig) -> _Grid:
     raster's centre, each pixel axis by its own length), so chips and tiling
     put the same ground metres in a model pixel.
     """
-    from mapseg_core.inference.engine import working_grid
-
     t = src.transform
     check_orientation(t, str(src.name))
     gsd, _, _ = raster_gsd(src.crs, t, src.width, src.height)
@@ -598,7 +600,6 @@ def _scaling(ds: Any, bands: tuple[int, ...], nodata: float | None) -> tuple[Any
     The sample is the tiling engine's (:func:`mapseg_core.raster.statistics_sample`),
     so training chips and tile-infer stretch a raster the same way.
     """
-    from mapseg_core.inference.normalize import choose_scaling
 
     dtype = ds.dtypes[bands[0] - 1]
     if dtype == "uint8":
@@ -702,8 +703,6 @@ def make_chips(
                 f"raster {raster_path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs "
                 "EPSG:XXXX) so its labels can be placed"
             )
-        from mapseg_core.inference.engine import choose_bands
-
         bands, band_notes = choose_bands(
             [ci.name for ci in src.colorinterp], 3, ["red", "green", "blue"], config.bands
         )
@@ -823,9 +822,6 @@ def _write_chips(
     report: Reporter,
 ) -> dict[str, Any]:
     from PIL import Image
-
-    from mapseg_core import __version__
-    from mapseg_core.atomic import write_json
 
     images_dir = work / "images"
     images_dir.mkdir(parents=True)

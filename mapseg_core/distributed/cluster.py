@@ -34,7 +34,10 @@ from typing import Any
 import rasterio
 
 from mapseg_core.errors import ConfigError, MapsegError, ModelError
-from mapseg_core.inference.engine import GDAL_CACHE_BYTES, Predictor, RasterPlan, process_block
+from mapseg_core.inference.blocks import process_block
+from mapseg_core.inference.engine import GDAL_CACHE_BYTES
+from mapseg_core.inference.plan import RasterPlan
+from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.windows import Block
 from mapseg_core.vectorize.polygons import BlockPolygons
 

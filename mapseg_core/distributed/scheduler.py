@@ -56,15 +56,12 @@ from mapseg_core.distributed.cluster import (
 from mapseg_core.distributed.inputs import expand_rasters
 from mapseg_core.distributed.jobs import BlocksFailed, JobManifest, block_name, job_fingerprint
 from mapseg_core.errors import ConfigError, Interrupted
-from mapseg_core.inference.engine import (
-    GDAL_CACHE_BYTES,
-    Predictor,
-    RasterPlan,
-    open_working,
-    plan_raster,
-    run_block,
-    write_buildings,
-)
+from mapseg_core.inference.blocks import run_block
+from mapseg_core.inference.engine import GDAL_CACHE_BYTES
+from mapseg_core.inference.outputs import write_buildings
+from mapseg_core.inference.plan import RasterPlan, plan_raster
+from mapseg_core.inference.predictor import Predictor
+from mapseg_core.inference.reader import open_working
 from mapseg_core.inference.windows import Block
 from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
 from mapseg_core.progress import Reporter, null_reporter, progress_event

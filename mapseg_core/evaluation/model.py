@@ -68,7 +68,7 @@ def predict_instances(
     file's) gives the outline defaults and the GSD.
     """
     from mapseg_core.data.samples import prepare_sample
-    from mapseg_core.inference.engine import model_channels
+    from mapseg_core.inference.plan import model_channels
     from mapseg_core.inference.stitch import to_probability
     from mapseg_core.vectorize.separate import SEPARATING
 

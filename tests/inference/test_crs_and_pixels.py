@@ -24,7 +24,9 @@ from shapely.geometry import box
 
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import RasterError
-from mapseg_core.inference.engine import plan_raster, polish_on_ground, tile_infer
+from mapseg_core.inference.engine import tile_infer
+from mapseg_core.inference.outputs import polish_on_ground
+from mapseg_core.inference.plan import plan_raster
 from mapseg_core.models.artifact import read_metadata
 from mapseg_core.raster import ground_scale
 from mapseg_core.vectorize.polygons import Building, PolishOptions

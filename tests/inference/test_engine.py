@@ -25,15 +25,11 @@ from shapely.geometry import box
 
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import ConfigError, ModelError, OutputExistsError, RasterError
-from mapseg_core.inference import engine
-from mapseg_core.inference.engine import (
-    choose_bands,
-    metres_per_unit,
-    plan_raster,
-    tile_infer,
-    working_grid,
-)
+from mapseg_core.inference import predictor
+from mapseg_core.inference.engine import tile_infer
+from mapseg_core.inference.plan import choose_bands, plan_raster
 from mapseg_core.models.artifact import file_sha256, read_metadata
+from mapseg_core.raster import working_grid
 
 EXACT = {"min_area": 0.0, "outline": "pixel", "overwrite": True}
 
@@ -59,8 +55,9 @@ def _run(rasters, out, model, **options):
 def test_exact_polygons_for_any_block_size_and_overlap(
     scene_raster, stub_model, tmp_path, monkeypatch, block_size, overlap, batch_size, windows
 ):
+    asked = []
     if windows == "model-sized":  # as for a model built for one input size (the U-Nets)
-        monkeypatch.setattr(engine, "_takes_any_size", lambda model: False)
+        monkeypatch.setattr(predictor, "_takes_any_size", lambda model: asked.append(1) or False)
     raster, shapes = scene_raster
     summary, df, events = _run(
         [raster],
@@ -74,6 +71,7 @@ def test_exact_polygons_for_any_block_size_and_overlap(
     assert df.crs.to_epsg() == 32633
     assert sorted(df["id"]) == list(range(1, len(shapes) + 1))
     assert (df["source"] == "scene.tif").all()
+    assert bool(asked) == (windows == "model-sized")  # the patched path was the one taken
     # area_m2 is ground area: UTM's grid metres are 0.9996 of a ground metre here
     np.testing.assert_allclose(df["area_m2"], df.geometry.area / _utm_areal_scale(), atol=1e-3)
     expected_score = 1 / (1 + np.exp(-8.0))  # the stub's logit on ROOF
@@ -193,6 +191,17 @@ def test_bad_inputs_raise_before_writing(scene_raster, stub_model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bogus.tif", "exists.gpkg", "scene.tif"]
 
 
+def _degree_lengths(latitude: float) -> tuple[float, float]:
+    """Metres per degree of longitude and latitude on WGS84 (series expansion, < 1 cm/degree).
+
+    An independent reference for the engine's pyproj-based ground scale.
+    """
+    phi = np.radians(latitude)
+    m_lat = 111132.92 - 559.82 * np.cos(2 * phi) + 1.175 * np.cos(4 * phi)
+    m_lon = 111412.84 * np.cos(phi) - 93.5 * np.cos(3 * phi)
+    return float(m_lon), float(m_lat)
+
+
 def test_geographic_raster_converts_metres(stub_model, tmp_path):
     img, _ = scene()
     deg = 0.5 / 111320.0
@@ -201,7 +210,7 @@ def test_geographic_raster_converts_metres(stub_model, tmp_path):
     summary, df, _ = _run([raster], tmp_path / "o.gpkg", stub_model, gsd="native")
     assert df.crs.to_epsg() == 4326 and len(df) > 0
     assert summary["rasters"][0]["gsd_m"] == pytest.approx(0.5 * np.sqrt(0.7071 / 0.92), rel=0.02)
-    mx, my = metres_per_unit(rasterio.crs.CRS.from_epsg(4326), 45.0)
+    mx, my = _degree_lengths(45.0)
     assert mx == pytest.approx(78847, rel=1e-3) and my == pytest.approx(111132, rel=1e-3)
     first = df.sort_values("area_m2").iloc[-1]
     assert first["area_m2"] == pytest.approx(first.geometry.area * mx * my, abs=1e-3)
@@ -296,7 +305,9 @@ def test_spans_predict_what_model_sized_windows_predict(tmp_path):
     """A 3x3 CNN (receptive margin 3 <= overlap 8) gives the same probabilities either way."""
     import keras
 
-    from mapseg_core.inference.engine import Predictor, open_working, run_block
+    from mapseg_core.inference.blocks import run_block
+    from mapseg_core.inference.predictor import Predictor
+    from mapseg_core.inference.reader import open_working
 
     raster = write_raster(tmp_path / "scene.tif", scene()[0])
     keras.utils.set_random_seed(20)  # fixed weights: the spread check below must not be luck

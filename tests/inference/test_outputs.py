@@ -69,11 +69,11 @@ def test_failure_between_commits_keeps_the_previous_outputs(stub_model, tmp_path
 
 
 def test_a_failed_block_leaves_no_output(stub_model, tmp_path, monkeypatch):
-    from mapseg_core.inference import engine
+    from mapseg_core.inference import blocks
 
     img, _ = scene()
     raster = write_raster(tmp_path / "scene.tif", img)
-    real = engine._finish
+    real = blocks.finish_block
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -82,7 +82,7 @@ def test_a_failed_block_leaves_no_output(stub_model, tmp_path, monkeypatch):
             raise RuntimeError("worker died")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_finish", failing)
+    monkeypatch.setattr(blocks, "finish_block", failing)
     with pytest.raises(RuntimeError):
         tile_infer([str(raster)], tmp_path / "o.gpkg", stub_model, _config(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -8,7 +8,7 @@ from rasters import canonical, expected_world, make_contact_stub_model, terrace_
 
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import ConfigError
-from mapseg_core.inference import engine
+from mapseg_core.inference import predictor
 from mapseg_core.inference.engine import tile_infer
 
 
@@ -36,7 +36,7 @@ def test_each_house_of_a_terrace_is_one_polygon_for_any_block_layout(
     terrace, contact_model, tmp_path, monkeypatch, windows, block_size, overlap, tta
 ):
     if windows == "model-sized":
-        monkeypatch.setattr(engine, "_takes_any_size", lambda model: False)
+        monkeypatch.setattr(predictor, "_takes_any_size", lambda model: False)
     raster, shapes = terrace
     summary, df = _polygons(
         raster, contact_model, tmp_path / "o.gpkg", block_size=block_size, overlap=overlap, tta=tta

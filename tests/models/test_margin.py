@@ -56,7 +56,10 @@ def test_stitched_probabilities_have_no_seam_above_the_measured_margin(
     tiny_unet, tmp_path, block_size
 ):
     """tile-infer's pixels equal one whole-image prediction above the margin, not below."""
-    from mapseg_core.inference.engine import Predictor, open_working, plan_raster, run_block
+    from mapseg_core.inference.blocks import run_block
+    from mapseg_core.inference.plan import plan_raster
+    from mapseg_core.inference.predictor import Predictor
+    from mapseg_core.inference.reader import open_working
     from mapseg_core.models.artifact import read_metadata, save_artifact
 
     tolerance = 1e-4

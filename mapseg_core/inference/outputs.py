@@ -1,0 +1,253 @@
+"""What a tiling run writes: polished buildings into the GeoPackage, probability/mask GeoTIFFs.
+
+Every runner (threads, job directory, Dask) writes through these functions, so a
+building gets the same outline, area and attributes whichever door it came
+through. Raster outputs are staged under temporary names and renamed with the
+GeoPackage (:func:`mapseg_core.atomic.commit_all`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from shapely.geometry import Polygon
+
+from mapseg_core.config import TileConfig
+from mapseg_core.inference.blocks import BlockResult
+from mapseg_core.inference.plan import RasterPlan
+from mapseg_core.raster import GroundScale, ground_scale
+from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
+from mapseg_core.vectorize.pipeline import polish_options as outline_options
+from mapseg_core.vectorize.polygons import Building, PolishOptions, mean_score, pixel_area, polish
+
+
+def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:
+    """Min area, simplification and regularization in ground metres.
+
+    ``config`` should have gone through :func:`~mapseg_core.vectorize.pipeline.model_polish`
+    (unset options from the model); the simplification tolerance defaults to
+    ``simplify_px`` pixels of the coarser of the raster's and the model's GSD.
+    ``metres_per_unit`` is the raster centre's ground scale: each building is
+    polished with the scale where it is (:func:`polish_on_ground`).
+    """
+    return outline_options(
+        {
+            "outline": config.outline or ("clean" if config.regularize else None),
+            "simplify": config.simplify,
+            "simplify_px": config.simplify_px,
+            "min_area": config.min_area,
+        },
+        plan.metres,
+        max(plan.gsd, plan.work_gsd),
+    )
+
+
+def building_scales(buildings: Sequence[Building], plan: RasterPlan) -> GroundScale:
+    """Ground metres per CRS unit at the centre of each building (one vectorized measure).
+
+    A building is at most a few hundred metres across, so the scale at its
+    centre is its scale to ~1e-5 even in Web Mercator; a raster's scale is not
+    (a degree mosaic or a Mercator raster spanning a few degrees of latitude).
+    """
+    if not buildings:
+        return GroundScale(*(np.empty(0),) * 3)
+    bounds = shapely.bounds([b.geometry for b in buildings])
+    cols = (bounds[:, 0] + bounds[:, 2]) / 2
+    rows = (bounds[:, 1] + bounds[:, 3]) / 2
+    t = plan.transform
+    xs = t.a * cols + t.b * rows + t.c
+    ys = t.d * cols + t.e * rows + t.f
+    step = 8 * math.sqrt(pixel_area(t))
+    return ground_scale(plan.crs, xs, ys, step, fallback=_fallback_metres(plan))
+
+
+def _fallback_metres(plan: RasterPlan) -> float:
+    return math.sqrt(plan.metres[0] * plan.metres[1])
+
+
+def polish_on_ground(
+    building: Building,
+    transform: Affine,
+    scale: tuple[float, float, float],
+    options: PolishOptions,
+) -> list[tuple[Polygon, float]]:
+    """A building's polished parts in CRS coordinates, each with its ground area in m².
+
+    ``scale`` is ``(x, y, area)`` ground metres per CRS unit at the building
+    (:func:`building_scales`); it replaces ``options.metres_per_unit``, so min
+    area, the simplification tolerance and the reported area are in ground
+    metres whatever the CRS, and outline cleaning runs in a metric frame around
+    the building (:func:`~mapseg_core.vectorize.regularize.clean_outline`):
+    regularized corners are right angles on the ground, not in degrees (a degree
+    of longitude is cos(latitude) of one of latitude).
+    """
+    mx, my, m2 = scale
+    local = dataclasses.replace(options, metres_per_unit=(mx, my))
+    parts, _ = polish(building, transform, pixel_area(transform) * m2, local)
+    return [(p, p.area * m2) for p in parts]
+
+
+def write_polished(
+    buildings: list[Building],
+    plan: RasterPlan,
+    writer: GpkgWriter,
+    options: PolishOptions,
+    crs: CRS,
+) -> None:
+    if not buildings:
+        return
+    scales = building_scales(buildings, plan)
+    for k, building in enumerate(buildings):
+        scale = (float(scales.x[k]), float(scales.y[k]), float(scales.area[k]))
+        score = round(mean_score(building), 4)
+        for part, area_m2 in polish_on_ground(building, plan.transform, scale, options):
+            writer.add(
+                part,
+                {"area_m2": round(area_m2, 3), "score": score, "source": plan.name},
+                crs,
+            )
+
+
+def write_buildings(
+    buildings: Sequence[Building],
+    plan: RasterPlan,
+    writer: GpkgWriter,
+    config: TileConfig,
+    crs: CRS | None = None,
+) -> None:
+    """Polish finished buildings of ``plan``'s raster and add them to ``writer``.
+
+    The same polish and attributes as the single-process loop, for drivers that
+    merge blocks themselves (:mod:`mapseg_core.distributed.scheduler`), so a
+    building is written identically whichever door it came through. Pass
+    ``crs`` (``plan.crs``) when calling often: parsing the WKT costs time.
+    """
+    options = polish_options(plan, config)
+    write_polished(list(buildings), plan, writer, options, crs or plan.crs)
+
+
+class ProbabilitySink:
+    """Writes block probabilities (or masks) to a GeoTIFF on the input grid, atomically."""
+
+    def __init__(self, target: Path, plan: RasterPlan, kind: str):
+        self.target = target
+        self.plan = plan
+        self.kind = kind
+        self.work = temporary_sibling(target)
+        # The finished temporary file (after :meth:`stage`), which :meth:`abort` also deletes.
+        self.staged: Path | None = None
+        profile = {
+            "driver": "GTiff",
+            "width": plan.width,
+            "height": plan.height,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": plan.crs,
+            "transform": plan.transform,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+        }
+        self.ds = rasterio.open(self.work, "w", **profile)
+
+    def write(self, result: BlockResult) -> None:
+        assert result.probability is not None
+        p = result.probability
+        if self.kind == "mask":
+            values = (p >= self.plan.threshold).astype(np.uint8)
+        else:
+            values = np.rint(p * 255.0).astype(np.uint8)
+        self.ds.write(values, 1, window=result.block.window)
+
+    def stage(self) -> Path:
+        """Finish the file (resampled back, overviews) under its temporary name; returns it.
+
+        It is renamed onto the target with the run's other outputs
+        (:func:`mapseg_core.atomic.commit_all`), never alone.
+        """
+        self.ds.close()
+        final = self.work
+        if self.plan.resampled:
+            final = temporary_sibling(self.target)
+            self.staged = final
+            self._resample_back(final)
+            self.work.unlink()
+        self.staged = final
+        with rasterio.open(final, "r+") as ds:
+            if self.kind == "probability":
+                ds.scales = (1 / 255,)
+            factors = [f for f in (2, 4, 8, 16, 32) if min(ds.width, ds.height) // f >= 64]
+            if factors:
+                ds.build_overviews(
+                    factors,
+                    Resampling.average if self.kind == "probability" else Resampling.nearest,
+                )
+        return final
+
+    def _resample_back(self, final: Path) -> None:
+        plan = self.plan
+        profile = {
+            "driver": "GTiff",
+            "width": plan.src_width,
+            "height": plan.src_height,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": plan.crs,
+            "transform": plan.src_transform,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+        }
+        resampling = Resampling.bilinear if self.kind == "probability" else Resampling.nearest
+        with (
+            rasterio.open(self.work) as work,
+            WarpedVRT(
+                work,
+                crs=plan.crs,
+                transform=plan.src_transform,
+                width=plan.src_width,
+                height=plan.src_height,
+                resampling=resampling,
+            ) as vrt,
+            rasterio.open(final, "w", **profile) as out,
+        ):
+            for _, window in out.block_windows(1):
+                out.write(vrt.read(1, window=window), 1, window=window)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ds.close()
+        self.work.unlink(missing_ok=True)
+        if self.staged is not None:
+            self.staged.unlink(missing_ok=True)
+
+
+def raster_target(option: str, raster: str, several: bool) -> Path:
+    path = Path(option)
+    if several:
+        path = path.with_name(f"{path.stem}_{Path(raster).stem}{path.suffix or '.tif'}")
+    return path
+
+
+__all__ = [
+    "ProbabilitySink",
+    "building_scales",
+    "polish_on_ground",
+    "polish_options",
+    "raster_target",
+    "write_buildings",
+    "write_polished",
+]
