@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -137,6 +138,23 @@ def write_buildings(
     write_polished(list(buildings), plan, writer, options, crs or plan.crs)
 
 
+def _profile(width: int, height: int, transform: Affine, crs: CRS) -> dict[str, Any]:
+    """One-band uint8 tiled, deflate-compressed GeoTIFF profile of a probability/mask output."""
+    return {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": crs,
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+    }
+
+
 class ProbabilitySink:
     """Writes block probabilities (or masks) to a GeoTIFF on the input grid, atomically."""
 
@@ -147,19 +165,7 @@ class ProbabilitySink:
         self.work = temporary_sibling(target)
         # The finished temporary file (after :meth:`stage`), which :meth:`abort` also deletes.
         self.staged: Path | None = None
-        profile = {
-            "driver": "GTiff",
-            "width": plan.width,
-            "height": plan.height,
-            "count": 1,
-            "dtype": "uint8",
-            "crs": plan.crs,
-            "transform": plan.transform,
-            "tiled": True,
-            "blockxsize": 256,
-            "blockysize": 256,
-            "compress": "deflate",
-        }
+        profile = _profile(plan.width, plan.height, plan.transform, plan.crs)
         self.ds = rasterio.open(self.work, "w", **profile)
 
     def write(self, result: BlockResult) -> None:
@@ -198,19 +204,7 @@ class ProbabilitySink:
 
     def _resample_back(self, final: Path) -> None:
         plan = self.plan
-        profile = {
-            "driver": "GTiff",
-            "width": plan.src_width,
-            "height": plan.src_height,
-            "count": 1,
-            "dtype": "uint8",
-            "crs": plan.crs,
-            "transform": plan.src_transform,
-            "tiled": True,
-            "blockxsize": 256,
-            "blockysize": 256,
-            "compress": "deflate",
-        }
+        profile = _profile(plan.src_width, plan.src_height, plan.src_transform, plan.crs)
         resampling = Resampling.bilinear if self.kind == "probability" else Resampling.nearest
         with (
             rasterio.open(self.work) as work,
