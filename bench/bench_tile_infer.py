@@ -105,7 +105,7 @@ def main() -> None:
         raster = write_scene(tmpdir / "scene.tif", args.size)
         model_path = heavy_stub(tmpdir / "heavy.keras", args.tile, args.margin, args.fixed)
         model, _ = load_artifact(model_path)
-        any_size = Predictor(model, {}, args.batch).any_size
+        any_size = Predictor(model, args.batch).any_size
         with rasterio.open(raster) as ds:
             image = np.moveaxis(ds.read(), 0, -1).astype(np.float32)
         model.predict_on_batch(image[None, : args.tile, : args.tile])  # trace once

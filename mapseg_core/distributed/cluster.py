@@ -242,10 +242,10 @@ def _load_predictor(
             "give every worker the same model file"
         )
     if onnx:  # ONNX Runtime, its own thread pool: no TensorFlow on the worker
-        model, metadata = load_onnx(model_path, threads=tf_threads or _backend_threads)
+        model, _ = load_onnx(model_path, threads=tf_threads or _backend_threads)
     else:
-        model, metadata = load_artifact(model_path)
-    return Predictor(_SerialModel(model), metadata, batch_size)
+        model, _ = load_artifact(model_path)
+    return Predictor(_SerialModel(model), batch_size)
 
 
 def run_block_task(plan: RasterPlan, block: Block, spec: WorkerSpec) -> BlockOutcome:

@@ -412,8 +412,8 @@ def _local_outcomes(
     todo: list[Task], model: str, model_sha256: str, batch_size: int, retries: int
 ) -> Iterator[tuple[Task, BlockOutcome | None, str | None]]:
     """Blocks run in this process, raster by raster (one open dataset each), in order."""
-    loaded, metadata = load_artifact(model)
-    predictor = Predictor(loaded, metadata, batch_size)
+    loaded, _ = load_artifact(model)
+    predictor = Predictor(loaded, batch_size)
     worker = f"local:{os.getpid()}"
     current: tuple[int, Any] | None = None
     stack = contextlib.ExitStack()

@@ -159,7 +159,7 @@ def _tile_infer(
     )
     if loaded_model is None:
         loaded_model, _ = load_artifact(model)
-    predictor = Predictor(loaded_model, metadata, config.batch_size)
+    predictor = Predictor(loaded_model, config.batch_size)
 
     done = 0
     megapixels = 0.0

@@ -16,20 +16,17 @@ class Predictor:
     def __init__(
         self,
         model: Any,
-        metadata: dict[str, Any],
         batch_size: int,
         any_size: bool | None = None,
     ):
         """Args:
         model: a Keras model mapping ``(n, h, w, bands)`` float32 to ``(n, h, w, 1)``.
-        metadata: the model file's metadata.
         batch_size: windows per ``predict_on_batch`` call.
         any_size: the model takes inputs of any size, so blocks are predicted as
             spans (see :meth:`~mapseg_core.inference.windows.WindowGrid.spans_of`);
             None: True when the model's input has no fixed height and width.
         """
         self.model = model
-        self.metadata = metadata
         self.batch_size = batch_size
         if any_size is None:
             any_size = _takes_any_size(model)

@@ -97,6 +97,37 @@ def save_artifact(model: Any, path: str | os.PathLike[str], metadata: dict[str, 
     return path
 
 
+def update_metadata(
+    path: str | os.PathLike[str], updates: dict[str, Any], out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write a copy of the model file ``path`` whose metadata has ``updates`` merged in.
+
+    The weights and architecture members are copied byte for byte, without
+    loading Keras, so provenance (credits, held-out scores) can be added to a
+    trained model after the fact. ``out`` defaults to ``path`` (replaced
+    atomically); ``format``, ``format_version`` and ``created`` stay the model's own.
+
+    Raises:
+        ModelError: ``path`` is not a mapseg model file.
+    """
+    source = Path(path)
+    meta = read_metadata(source)
+    if meta.get("checkpoint"):
+        raise ModelError(f"{source} is a checkpoint; update the run's model.keras instead")
+    keep = {k: meta[k] for k in ("format", "format_version", "created")}
+    merged = {**meta, **updates, **keep}
+    target = Path(out) if out is not None else source
+    if target.suffix != ".keras":
+        raise OutputError(f"model files end in .keras, got {target.name}; rename the output")
+    with atomic_path(target, suffix=".keras") as tmp:
+        with zipfile.ZipFile(source) as src, zipfile.ZipFile(tmp, "w") as dst:
+            for info in src.infolist():
+                if info.filename != METADATA_MEMBER:
+                    dst.writestr(info, src.read(info.filename))
+            dst.writestr(METADATA_MEMBER, json.dumps(merged, indent=2, default=str))
+    return target
+
+
 def _strip_optimizer(model: Any) -> Any:
     """An uncompiled copy of ``model`` (no optimizer state: a third of the size with Adam).
 

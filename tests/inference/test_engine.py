@@ -319,8 +319,8 @@ def test_spans_predict_what_model_sized_windows_predict(tmp_path):
     metadata = {"input_size": [64, 64], "receptive_margin": 8, "bands": 3, "gsd": 0.3}
     metadata |= {"output": "logits", "threshold": 0.5, "band_names": ["red", "green", "blue"]}
     plan, _ = plan_raster(raster, metadata, TileConfig(block_size=100, batch_size=3, gsd="native"))
-    spans = Predictor(model, metadata, 3, any_size=True)
-    windows = Predictor(model, metadata, 3, any_size=False)
+    spans = Predictor(model, 3, any_size=True)
+    windows = Predictor(model, 3, any_size=False)
     spread = []
     with open_working(plan) as ds:
         for block in plan.grid.blocks():

@@ -18,6 +18,7 @@ from mapseg_core.models.artifact import (
     portable_path,
     read_metadata,
     save_artifact,
+    update_metadata,
 )
 from mapseg_core.models.unet import build_unet
 
@@ -100,6 +101,26 @@ def test_newer_format_is_refused(tmp_path):
 def test_wrong_suffix(tmp_path, tiny_model):
     with pytest.raises(OutputError, match=".keras"):
         save_artifact(tiny_model, tmp_path / "m.h5", {})
+
+
+def test_update_metadata_keeps_weights_and_merges_fields(tmp_path, tiny_model):
+    src = save_artifact(tiny_model, tmp_path / "m.keras", {"gsd": 0.5, "created": "2026-01-01"})
+    out = update_metadata(
+        src, {"gsd": 0.3, "credits": ["someone"], "format_version": 99}, tmp_path / "shipped.keras"
+    )
+    meta = read_metadata(out)
+    assert meta["gsd"] == 0.3 and meta["credits"] == ["someone"]
+    assert meta["format_version"] == 1 and meta["created"] == "2026-01-01"
+    assert read_metadata(src)["gsd"] == 0.5  # the source is left as it was
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(out) as b:
+        members = [n for n in a.namelist() if n != "mapseg.json"]
+        assert members and all(a.read(n) == b.read(n) for n in members)
+        assert b.namelist().count("mapseg.json") == 1
+    model, _ = load_artifact(out)
+    x = np.random.default_rng(0).uniform(0, 255, (1, *tiny_model.input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(model.predict_on_batch(x), tiny_model.predict_on_batch(x), atol=1e-5)
+    with pytest.raises(OutputError, match=".keras"):
+        update_metadata(src, {}, tmp_path / "m.h5")
 
 
 def test_portable_path_is_relative_or_a_bare_name(tmp_path):

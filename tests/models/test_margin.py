@@ -79,7 +79,7 @@ def test_stitched_probabilities_have_no_seam_above_the_measured_margin(
     def stitched(overlap: int | None) -> np.ndarray:
         config = TileConfig(block_size=block_size, overlap=overlap, min_area=0.0)
         plan, _ = plan_raster(raster, read_metadata(path), config)
-        predictor = Predictor(tiny_unet, read_metadata(path), batch_size=4)
+        predictor = Predictor(tiny_unet, batch_size=4)
         assert predictor.any_size  # the span path, as for every flexible model
         out = np.zeros((height, width), np.float32)
         with open_working(plan) as ds:
