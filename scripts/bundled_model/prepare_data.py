@@ -557,7 +557,7 @@ def jonkoping(b: Builder) -> None:
     import cv2
     from PIL import Image
 
-    from mapseg_core.data.chips import mask_instances
+    from mapseg_core.data.instances import mask_instances
 
     root = b.data / "jonkoping-barnarp"
     target = b.work / "jonkoping"

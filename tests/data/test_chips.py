@@ -16,16 +16,14 @@ from rasterio.features import rasterize
 from rasters import CRS, ROOF, expected_world, scene, transform, write_raster
 from shapely.geometry import Polygon, box
 
-from mapseg_core.data.chips import (
-    ChipConfig,
-    chip_offsets,
+from mapseg_core.data.chips import ChipConfig, chip_offsets, make_chips
+from mapseg_core.data.coco import load_coco
+from mapseg_core.data.instances import (
     encode_instance,
-    make_chips,
     mask_instances,
     nodata_fraction,
     polygon_instances,
 )
-from mapseg_core.data.coco import load_coco
 from mapseg_core.errors import InputError, InputFileNotFound, OutputExistsError, RasterError
 
 
