@@ -67,7 +67,9 @@ class ComboLoss(keras.losses.Loss):
         channel_weights: with several output channels, the combo loss is
             computed per channel (its own BCE and its own Dice: a thin contact
             channel must not be drowned by the building channel's pixels) and
-            summed with these weights. None: the one-channel loss, as before.
+            summed with these weights; the building Dice is per image (the
+            seed's), a contact/boundary Dice is one over the whole batch (see
+            :meth:`call`). None: the one-channel loss, as before.
         """
         super().__init__(name=name, **kwargs)
         self.ce_weight = float(ce_weight)
@@ -88,7 +90,14 @@ class ComboLoss(keras.losses.Loss):
             ops.maximum(y_pred, 0.0) - y_pred * y_true + ops.log1p(ops.exp(-ops.abs(y_pred))),
             axis=(1, 2),
         )
-        dice = _dice(y_true, y_pred, axis=(1, 2))
+        # Building: the seed's Dice per image. Contact/boundary: one Dice over the whole
+        # batch, the same for each image. Per image, the smoothed Dice of a chip without
+        # any contact pixel is 1 exactly when nothing is predicted, and most chips have
+        # none: their pull towards "never contact" outweighed the few contact pixels
+        # and the channel collapsed to 0 everywhere (the v2 bundled model: max 0.000).
+        per_image = _dice(y_true[..., :1], y_pred[..., :1], axis=(1, 2))
+        whole = _dice(y_true[..., 1:], y_pred[..., 1:], axis=(0, 1, 2))
+        dice = ops.concatenate([per_image, whole[None, :] + ops.zeros_like(bce[..., 1:])], axis=-1)
         combo = self.ce_weight * bce - (1.0 - self.ce_weight) * dice
         weights = ops.convert_to_tensor(self.channel_weights, dtype="float32")
         return ops.sum(combo * weights, axis=-1)
