@@ -62,7 +62,9 @@ def test_bundled_model_on_web_mercator_measures_ground_area(tmp_path):
     config = TileConfig(overwrite=True)
     want = _buildings(raster, tmp_path / "n.gpkg", model, config)
     got = _buildings(mercator, tmp_path / "m.gpkg", model, config)
-    # the warp itself moves pixels by up to half a pixel: the model sees another image,
-    # so real-model figures agree less tightly than the stub's
+    # the warp itself resamples the image (bilinear, up to half a pixel): the model sees
+    # another image, so real-model figures agree less tightly than the stub's. The 0.3 m
+    # model runs the native sample unresampled, so only the Mercator copy is blurred:
+    # measured 1.054x. The bug this guards against is 1/cos²(30.3°) = 1.34x.
     assert abs(len(got) - len(want)) <= 0.15 * len(want)
-    assert got["area_m2"].sum() == pytest.approx(want["area_m2"].sum(), rel=0.05)
+    assert got["area_m2"].sum() == pytest.approx(want["area_m2"].sum(), rel=0.10)

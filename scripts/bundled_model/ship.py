@@ -1,0 +1,173 @@
+"""Score a trained model per held-out source and ship it as the bundled model.
+
+    $ .venv/bin/python scripts/bundled_model/ship.py out/bundled-run/model.keras out/bundled-data \\
+          --compare mapseg_core/models/bundled/buildings-b0.keras \\
+          --ship mapseg_core/models/bundled/buildings-b0.keras --scores out/heldout-scores.json
+
+For each source of ``DATA/heldout`` and ``DATA/evaluation-only`` (the sets
+``prepare_data.py`` writes; every image record names its ``source``), the model
+is scored with ``mapseg evaluate``'s own code (pixel Dice, building F1@0.5, COCO
+AP, polygon quality) on that source's images alone, at the model's GSD. The
+table (and, with ``--compare``, the same table for another model) is printed as
+Markdown for docs/bundled-model.md.
+
+``--ship PATH`` writes the model there with its provenance merged into the
+metadata: the data sources with licence, credit and counts, the training
+command, and these per-source held-out scores. Nothing in it names a folder of
+this machine (the sources are named, the command is train.sh's, relative).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+#: The figures each source row shows, as keys of ``evaluate_model``'s result.
+COLUMNS = {
+    "Dice": "dice_coef",
+    "F1@0.5": "F1@0.5",
+    "AP": "AP",
+    "C-IoU": "C-IoU",
+    "N-ratio": "N-ratio",
+}
+#: Every figure kept in the metadata per source.
+KEPT = (*COLUMNS.values(), "iou_coef", "precision@0.5", "recall@0.5", "AP50", "PoLiS_px")
+SETS = ("heldout", "evaluation-only")
+
+
+def _prepare_data() -> Any:
+    """``prepare_data.py`` as a module (its SOURCES hold each source's credit)."""
+    spec = importlib.util.spec_from_file_location("prepare_data", HERE / "prepare_data.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def source_subsets(coco: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One COCO dict per image ``source`` of ``coco``, categories kept, ids unchanged."""
+    images: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for image in coco["images"]:
+        images[str(image.get("source", "unknown"))].append(image)
+    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for ann in coco["annotations"]:
+        by_image[ann["image_id"]].append(ann)
+    return {
+        source: {
+            "images": imgs,
+            "annotations": [a for img in imgs for a in by_image[img["id"]]],
+            "categories": coco["categories"],
+        }
+        for source, imgs in sorted(images.items())
+    }
+
+
+def score_sources(model: Path, data: Path) -> dict[str, dict[str, Any]]:
+    """``{source: {"set", "images", "buildings", <figures>}}`` for every held-out source."""
+    from mapseg_core.training.evaluate import evaluate_model
+
+    scores: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="mapseg-ship-") as tmp:
+        for set_name in SETS:
+            folder = data / set_name
+            coco = json.loads((folder / "annotation.json").read_text())
+            for source, subset in source_subsets(coco).items():
+                if not subset["annotations"]:
+                    continue
+                path = Path(tmp) / f"{set_name}-{source}.json"
+                path.write_text(json.dumps(subset))
+                result = evaluate_model(model, path, folder / "images")["all"]
+                annotated = {a["image_id"] for a in subset["annotations"]}
+                scores[source] = {
+                    "set": set_name,
+                    "images": len(annotated),
+                    "buildings": len(subset["annotations"]),
+                    **{k: round(float(result[k]), 4) for k in KEPT if k in result},
+                }
+                print(f"scored {source}: Dice {result['dice_coef']:.3f}", file=sys.stderr)
+    return scores
+
+
+def markdown_table(scores: dict[str, dict[str, Any]], before: dict[str, Any] | None) -> str:
+    """Per-source rows; with ``before``, each figure reads ``new (old)``."""
+    head = ["source", "set", "images / buildings", *COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for source, row in scores.items():
+        cells = [source, row["set"], f"{row['images']} / {row['buildings']}"]
+        for key in COLUMNS.values():
+            value = f"{row[key]:.3f}" if key in row else "—"
+            if before and key in before.get(source, {}):
+                value += f" ({before[source][key]:.3f})"
+            cells.append(value)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def training_command() -> str:
+    """The ``mapseg train`` command of train.sh (continuation lines joined)."""
+    text = (HERE / "train.sh").read_text()
+    match = re.search(r"^\.venv/bin/(mapseg train .*?[^\\])$", text, re.S | re.M)
+    if not match:
+        raise SystemExit("train.sh has no mapseg train command; fix scripts/bundled_model/train.sh")
+    return re.sub(r"\s*\\\n\s*", " ", match.group(1))
+
+
+def provenance(data: Path, scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The metadata fields ``--ship`` adds: name, credits, sources, command, scores."""
+    prep = _prepare_data()
+    manifest = json.loads((data / "manifest.json").read_text())
+    sources = {
+        name: {
+            "licence": entry["licence"],
+            "credit": prep.SOURCES[name].credit if name in prep.SOURCES else "",
+            "use": entry["use"],
+            "heldout_rule": entry["heldout_rule"],
+            "counts": entry["counts"],
+            "source_gsd_m": entry.get("source_gsd_m"),
+        }
+        for name, entry in manifest["sources"].items()
+    }
+    trained = [s for s in sources.values() if s["use"] == "train"]
+    gsd = manifest["working_gsd"]
+    return {
+        "name": f"mapseg bundled building model (EfficientNetB0 U-Net, {gsd} m)",
+        # "attribution (Inria ..., Maggiori et al. 2017)" -> "attribution": the credit says the rest
+        "credits": sorted({f"{s['credit']} ({s['licence'].split(' (')[0]})" for s in trained}),
+        "training_data_sources": sources,
+        "training_command": training_command(),
+        "heldout_scores": scores,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path, help="the trained model (RUN/model.keras)")
+    parser.add_argument("data", type=Path, help="prepare_data.py's output folder")
+    parser.add_argument("--compare", type=Path, help="another model to score the same way")
+    parser.add_argument("--ship", type=Path, help="write the model here with its provenance")
+    parser.add_argument("--scores", type=Path, help="write all scores as JSON here")
+    args = parser.parse_args()
+
+    scores = score_sources(args.model, args.data)
+    before = score_sources(args.compare, args.data) if args.compare else None
+    if args.scores:
+        args.scores.write_text(json.dumps({"model": scores, "compare": before}, indent=2))
+    print(markdown_table(scores, before))
+    if args.ship:
+        from mapseg_core.models.artifact import update_metadata
+
+        update_metadata(args.model, provenance(args.data, scores), args.ship)
+        print(f"shipped {args.model} -> {args.ship}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
