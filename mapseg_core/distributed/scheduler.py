@@ -36,7 +36,8 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from functools import partial
+from itertools import groupby, islice
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,16 @@ from mapseg_core.distributed.cluster import (
 from mapseg_core.distributed.inputs import expand_rasters
 from mapseg_core.distributed.jobs import BlocksFailed, JobManifest, block_name, job_fingerprint
 from mapseg_core.errors import ConfigError, Interrupted
-from mapseg_core.inference.blocks import run_block
+from mapseg_core.inference.blocks import (
+    BlockResult,
+    finish_block,
+    predict_block,
+    prepare_block,
+    process_block,
+)
 from mapseg_core.inference.engine import GDAL_CACHE_BYTES
 from mapseg_core.inference.outputs import write_buildings
+from mapseg_core.inference.overlap import overlapped
 from mapseg_core.inference.plan import RasterPlan, plan_raster
 from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.reader import open_working
@@ -411,33 +419,54 @@ def _describe(exc: BaseException | None) -> str:
 def _local_outcomes(
     todo: list[Task], model: str, model_sha256: str, batch_size: int, retries: int
 ) -> Iterator[tuple[Task, BlockOutcome | None, str | None]]:
-    """Blocks run in this process, raster by raster (one open dataset each), in order."""
+    """Blocks run in this process, raster by raster, in order, with tile-infer's overlap.
+
+    Read, predict and vectorize of consecutive blocks overlap
+    (:func:`~mapseg_core.inference.overlap.overlapped`); a block that fails is
+    run again ``retries`` times on its own (a fresh dataset: the reader thread
+    owns the other) before it is reported as failed.
+    """
     loaded, _ = load_artifact(model)
     predictor = Predictor(loaded, batch_size)
     worker = f"local:{os.getpid()}"
-    current: tuple[int, Any] | None = None
-    stack = contextlib.ExitStack()
-    with stack:
-        for task in todo:
-            k, plan, block = task
-            if current is None or current[0] != k:
-                stack.close()
-                current = (k, stack.enter_context(open_working(plan)))
-            error: str | None = None
-            for _ in range(retries + 1):
-                start = time.perf_counter()
-                try:
-                    result = run_block(current[1], plan, block, predictor)
-                except Exception as exc:  # a bad block must not stop the others
-                    error = _describe(exc)
-                    continue
-                outcome = BlockOutcome(
-                    result.polygons, result.valid_pixels, time.perf_counter() - start, worker
-                )
-                yield task, outcome, None
-                break
-            else:
-                yield task, None, error
+    for _, group in groupby(todo, key=lambda task: task[0]):
+        tasks = list(group)
+        plan = tasks[0][1]
+        with open_working(plan) as ds:
+            stream = overlapped(
+                [block for _, _, block in tasks],
+                partial(prepare_block, ds, plan, any_size=predictor.any_size),
+                partial(predict_block, plan, predictor=predictor),
+                partial(finish_block, plan, keep_probability=False),
+            )
+            with contextlib.closing(stream):
+                last = time.perf_counter()
+                for task, (_, result, exc) in zip(tasks, stream, strict=True):
+                    error = None if exc is None else _describe(exc)
+                    if result is None:
+                        result, error = _retried(task, predictor, retries, error)
+                    now = time.perf_counter()
+                    if result is None:
+                        yield task, None, error
+                    else:
+                        outcome = BlockOutcome(
+                            result.polygons, result.valid_pixels, now - last, worker
+                        )
+                        yield task, outcome, None
+                    last = time.perf_counter()
+
+
+def _retried(
+    task: Task, predictor: Predictor, retries: int, error: str | None
+) -> tuple[BlockResult | None, str | None]:
+    """A failed block run again up to ``retries`` times; its result, or the last error."""
+    _, plan, block = task
+    for _ in range(retries):
+        try:
+            return process_block(plan, block, predictor), None
+        except Exception as exc:  # a bad block must not stop the others
+            error = _describe(exc)
+    return None, error
 
 
 def _dask_outcomes(

@@ -29,11 +29,11 @@ borders; the raster is never read whole.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ from mapseg_core.inference.outputs import (
     raster_target,
     write_polished,
 )
+from mapseg_core.inference.overlap import overlapped
 from mapseg_core.inference.plan import RasterPlan, plan_raster
 from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.reader import open_working
@@ -264,34 +265,23 @@ def _run_raster(
             )
         )
 
-    # Three stages overlap across consecutive blocks: a reader thread reads block k+1
-    # while the model predicts block k (TensorFlow releases the GIL, and waiting on the
-    # disk costs no CPU), and a writer thread vectorizes, merges and writes block k-1.
-    # One block per stage: memory stays at three blocks whatever the raster size. The
-    # dataset is only touched by the reader, the merger and outputs only by the writer,
-    # progress is reported from this thread, always in block order.
+    # Read, predict and finish (vectorize, merge, write) of consecutive blocks overlap
+    # (mapseg_core.inference.overlap); the merger and outputs are only touched by the
+    # finisher thread, progress is reported from this thread, always in block order.
     valid = 0
     with open_working(plan) as ds:
-        reader = ThreadPoolExecutor(1, thread_name_prefix="mapseg-read")
-        writer_thread = ThreadPoolExecutor(1, thread_name_prefix="mapseg-vectorize")
-        try:
-            next_read: Future[Prepared] | None = reader.submit(read, ds, todo[0])
-            pending: Future[int] | None = None
-            for k in range(len(todo)):
-                assert next_read is not None
-                prepared = next_read.result()
-                next_read = reader.submit(read, ds, todo[k + 1]) if k + 1 < len(todo) else None
-                prob = blocks.predict_block(plan, prepared, predictor)
-                if pending is not None:
-                    valid += pending.result()
-                    progress(k)
-                pending = writer_thread.submit(finish, prepared, prob)
-            if pending is not None:
-                valid += pending.result()
-                progress(len(todo))
-        finally:
-            reader.shutdown(wait=True, cancel_futures=True)
-            writer_thread.shutdown(wait=True, cancel_futures=True)
+        stream = overlapped(
+            todo,
+            lambda block: read(ds, block),
+            lambda prepared: blocks.predict_block(plan, prepared, predictor),
+            finish,
+        )
+        with contextlib.closing(stream):
+            for done_here, (_, pixels, error) in enumerate(stream, start=1):
+                if error is not None:
+                    raise error
+                valid += pixels or 0
+                progress(done_here)
     write_polished(merger.finish(), plan, writer, options, crs)
     return valid
 
