@@ -30,7 +30,6 @@ after the GeoPackage is in place. Rerunning the command retries those blocks.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 import uuid
@@ -43,8 +42,6 @@ from typing import Any
 
 import rasterio
 
-from mapseg_core import __version__
-from mapseg_core.atomic import check_output
 from mapseg_core.config import TileConfig
 from mapseg_core.distributed.cluster import (
     BlockOutcome,
@@ -65,17 +62,16 @@ from mapseg_core.inference.blocks import (
     process_block,
 )
 from mapseg_core.inference.engine import GDAL_CACHE_BYTES
+from mapseg_core.inference.job import area_done, set_up
 from mapseg_core.inference.outputs import write_buildings
 from mapseg_core.inference.overlap import overlapped
-from mapseg_core.inference.plan import RasterPlan, plan_raster
+from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.reader import open_working
 from mapseg_core.inference.windows import Block
-from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
+from mapseg_core.models.artifact import load_artifact
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.raster import parse_crs
 from mapseg_core.vectorize.gpkg import GpkgWriter
-from mapseg_core.vectorize.pipeline import model_polish
 from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger
 
 #: One unit of work: raster number, its plan, one of its blocks.
@@ -173,25 +169,16 @@ class _Job:
                 "--save-probabilities and --save-mask are not available with --dask, --workers "
                 "or --job-dir; write them in a separate run without those options"
             )
-        paths = expand_rasters(rasters)
-        if not paths:
-            raise ConfigError("no raster given; pass one or more GeoTIFF files")
-        self.output = check_output(output, config.overwrite)
-        self.metadata = read_metadata(model)
-        self.config = config = model_polish(config, self.metadata)
-        self.plans: list[RasterPlan] = []
-        for path in paths:
-            plan, notes = plan_raster(_absolute(path), self.metadata, config)
-            self.plans.append(plan)
-            for note in notes:
-                self.warn(note)
+        paths = [_absolute(path) for path in expand_rasters(rasters)]
+        self.setup = setup = set_up(paths, output, model, config, report)
+        self.output, self.metadata, self.config = setup.output, setup.metadata, setup.config
+        self.plans, self.out_crs = setup.plans, setup.out_crs
         self.crs = [p.crs for p in self.plans]
-        self.out_crs = parse_crs(config.crs, "--crs") if config.crs else self.crs[0]
-        self.model_sha256 = file_sha256(model)
+        self.model_sha256 = setup.model_sha256
+        self.warnings = setup.warnings
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        self.report({"event": "warning", "message": message})
+        self.setup.warn(message)
 
     def run(self) -> dict[str, Any]:
         manifest = None
@@ -225,24 +212,8 @@ class _Job:
             for block in plan.grid.blocks()
             if block.index not in done_sets[k]
         ]
-        self.report(
-            {
-                "event": "start",
-                "total": total,
-                "unit": "block",
-                "rasters": [p.path for p in plans],
-                "output": str(self.output),
-                "resumed": resumed,
-                "job_dir": self.job.job_dir,
-            }
-        )
-        provenance = {
-            "mapseg_version": __version__,
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "parameters": dataclasses.asdict(config),
-            "rasters": [p.record() for p in plans],
-        }
+        self.report(self.setup.start_event(resumed=resumed, job_dir=self.job.job_dir))
+        provenance = self.setup.provenance()
         mergers = [BorderMerger() for _ in plans]
         remaining = [len(p.grid) for p in plans]
         valid = [0] * len(plans)
@@ -366,13 +337,7 @@ class _Job:
         workers: int,
     ) -> dict[str, Any]:
         seconds = time.perf_counter() - self.started
-        km2 = 0.0
-        run_km2 = 0.0
-        megapixels = 0.0
-        for plan, v in zip(self.plans, valid, strict=True):
-            scale = plan.src_width * plan.src_height / (plan.width * plan.height)
-            megapixels += plan.src_width * plan.src_height / 1e6
-            km2 += v * scale * plan.gsd**2 / 1e6
+        megapixels, km2 = area_done(self.plans, valid)
         run_fraction = run_pixels / (megapixels * 1e6) if megapixels else 0.0
         run_km2 = km2 * run_fraction  # valid area scales with the pixels run, to a good estimate
         for plan, v in zip(self.plans, valid, strict=True):

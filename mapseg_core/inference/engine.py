@@ -30,7 +30,6 @@ borders; the raster is never read whole.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -41,12 +40,12 @@ import rasterio
 import rasterio.errors
 from numpy.typing import NDArray
 
-from mapseg_core import __version__
-from mapseg_core.atomic import check_output, commit_all
+from mapseg_core.atomic import commit_all
 from mapseg_core.config import TileConfig
-from mapseg_core.errors import ConfigError, RasterError
+from mapseg_core.errors import RasterError
 from mapseg_core.inference import blocks
 from mapseg_core.inference.blocks import Prepared
+from mapseg_core.inference.job import area_done, set_up
 from mapseg_core.inference.outputs import (
     ProbabilitySink,
     polish_options,
@@ -54,15 +53,13 @@ from mapseg_core.inference.outputs import (
     write_polished,
 )
 from mapseg_core.inference.overlap import overlapped
-from mapseg_core.inference.plan import RasterPlan, plan_raster
+from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.reader import open_working
 from mapseg_core.inference.windows import Block
-from mapseg_core.models.artifact import file_sha256, load_artifact, read_metadata
+from mapseg_core.models.artifact import load_artifact
 from mapseg_core.progress import Reporter, null_reporter, progress_event
-from mapseg_core.raster import parse_crs
 from mapseg_core.vectorize.gpkg import GpkgWriter
-from mapseg_core.vectorize.pipeline import model_polish
 from mapseg_core.vectorize.polygons import BorderMerger
 
 #: GDAL block cache while tiling. GDAL's default (5 % of RAM) would keep every decoded
@@ -113,83 +110,52 @@ def _tile_infer(
     loaded_model: Any,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    if not rasters:
-        raise ConfigError("no raster given; pass one or more GeoTIFF files")
-    output = check_output(output, config.overwrite)
+    paths = [str(r) for r in rasters]
     extra_outputs = [
         (opt, kind)
         for opt, kind in ((config.save_probabilities, "probability"), (config.save_mask, "mask"))
         if opt
     ]
-    several = len(rasters) > 1
-    for opt, _ in extra_outputs:
-        for raster in rasters:
-            check_output(raster_target(opt, str(raster), several), config.overwrite, "the path")
-    metadata = read_metadata(model)
-    config = model_polish(config, metadata)
-    warnings_out: list[str] = []
-
-    def warn(message: str) -> None:
-        warnings_out.append(message)
-        report({"event": "warning", "message": message})
-
-    plans: list[RasterPlan] = []
-    for raster in rasters:
-        plan, notes = plan_raster(raster, metadata, config)
-        plans.append(plan)
-        for note in notes:
-            warn(note)
-    out_crs = parse_crs(config.crs, "--crs") if config.crs else plans[0].crs
-    model_hash = file_sha256(model)
-    provenance = {
-        "mapseg_version": __version__,
-        "model": str(model),
-        "model_sha256": model_hash,
-        "parameters": {k: v for k, v in dataclasses.asdict(config).items()},
-        "rasters": [p.record() for p in plans],
-    }
-    total = sum(len(p.grid) for p in plans)
-    report(
-        {
-            "event": "start",
-            "total": total,
-            "unit": "block",
-            "rasters": [p.path for p in plans],
-            "output": str(output),
-        }
+    several = len(paths) > 1
+    setup = set_up(
+        paths,
+        output,
+        model,
+        config,
+        report,
+        [raster_target(opt, p, several) for opt, _ in extra_outputs for p in paths],
     )
+    config, plans, total = setup.config, setup.plans, setup.total
+    report(setup.start_event())
     if loaded_model is None:
         loaded_model, _ = load_artifact(model)
     predictor = Predictor(loaded_model, config.batch_size)
 
     done = 0
-    megapixels = 0.0
-    km2 = 0.0
+    valid: list[int] = []
     # Every output is staged complete under a temporary name, then all are renamed
     # together at the end (commit_all): a failure anywhere leaves none of them.
     staged: list[ProbabilitySink] = []
     try:
         with GpkgWriter(
-            output, config.layer, out_crs, provenance, overwrite=config.overwrite
+            setup.output, config.layer, setup.out_crs, setup.provenance(), config.overwrite
         ) as writer:
             for plan in plans:
-                sinks: list[ProbabilitySink] = []
-                for opt, kind in extra_outputs:
-                    sinks.append(
-                        ProbabilitySink(raster_target(opt, plan.path, several), plan, kind)
+                sinks = [
+                    ProbabilitySink(raster_target(opt, plan.path, several), plan, kind)
+                    for opt, kind in extra_outputs
+                ]
+                staged += sinks
+                valid.append(
+                    _run_raster(
+                        plan, predictor, writer, sinks, config, report, started, done, total
                     )
-                    staged.append(sinks[-1])
-                valid = _run_raster(
-                    plan, predictor, writer, sinks, config, report, started, done, total
                 )
                 for sink in sinks:
                     sink.stage()
                 done += len(plan.grid)
-                scale = plan.src_width * plan.src_height / (plan.width * plan.height)
-                megapixels += plan.src_width * plan.src_height / 1e6
-                km2 += valid * scale * (plan.gsd**2) / 1e6
-                if valid == 0:
-                    warn(f"{plan.name} is entirely nodata; no buildings from it")
+                if valid[-1] == 0:
+                    setup.warn(f"{plan.name} is entirely nodata; no buildings from it")
             moves = [(writer.stage(), writer.path)]
             moves += [(sink.staged, sink.target) for sink in staged if sink.staged is not None]
             commit_all(moves)
@@ -198,8 +164,9 @@ def _tile_infer(
             sink.abort()
         raise
     seconds = time.perf_counter() - started
+    megapixels, km2 = area_done(plans, valid)
     summary = {
-        "output": str(output),
+        "output": str(setup.output),
         "features": writer.count,
         "blocks": total,
         "seconds": round(seconds, 3),
@@ -208,8 +175,8 @@ def _tile_infer(
         "km2": round(km2, 6),
         "km2_per_h": round(km2 / seconds * 3600, 3) if seconds else None,
         "rasters": [p.record() for p in plans],
-        "model_sha256": model_hash,
-        "warnings": warnings_out,
+        "model_sha256": setup.model_sha256,
+        "warnings": setup.warnings,
     }
     report({"event": "done", "summary": summary})
     return summary
