@@ -26,6 +26,9 @@ from mapseg_core.errors import ConfigError  # noqa: E402
 def seed_augmentation(height: int, width: int) -> A.Compose:
     """The seed's training augmentation for ``height x width`` image+mask pairs.
 
+    Most of its length is this docstring's seed-to-here table (one line of
+    code per transform), kept next to the code it documents.
+
     Image and mask are transformed together. Geometric transforms use
     nearest-neighbour interpolation on the mask and fill borders with 0 in
     both, so the mask stays binary and aligned with the image; colour

@@ -73,6 +73,11 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
     FEATURES = "FEATURES"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        """Declare the parameters, one ``addParameter`` each, in the order the dialog shows.
+
+        Over 80 lines on purpose: it is a flat list of declarations (no branches),
+        and split into parts the form's order would no longer read top to bottom.
+        """
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Input raster")))
         # Empty: the engine's bundled building model (see _model()).
         self.addParameter(
