@@ -146,7 +146,6 @@ class _Job:
         self.report = report
         self.client = client
         self.model = str(model)
-        self.warnings: list[str] = []
         if config.save_probabilities or config.save_mask:
             raise ConfigError(
                 "--save-probabilities and --save-mask are not available with --dask, --workers "

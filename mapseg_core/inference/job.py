@@ -49,8 +49,7 @@ class JobSetup:
 
     def warn(self, message: str) -> None:
         """Keep ``message`` for the summary and report it as a ``warning`` event."""
-        self.warnings.append(message)
-        self.report({"event": "warning", "message": message})
+        _warn(self.warnings, self.report, message)
 
     @property
     def total(self) -> int:
@@ -105,15 +104,23 @@ def set_up(
         check_output(target, config.overwrite, "the path")
     metadata = read_metadata(model)
     config = model_polish(config, metadata)
-    setup = JobSetup(checked, str(model), "", metadata, config, [], CRS.from_epsg(4326), report)
-    for raster in rasters:
+    warnings: list[str] = []
+    plans: list[RasterPlan] = []
+    for raster in rasters:  # each raster's notes are reported before the next is planned
         plan, notes = plan_raster(raster, metadata, config)
-        setup.plans.append(plan)
+        plans.append(plan)
         for note in notes:
-            setup.warn(note)
-    setup.out_crs = parse_crs(config.crs, "--crs") if config.crs else setup.plans[0].crs
-    setup.model_sha256 = file_sha256(model)
-    return setup
+            _warn(warnings, report, note)
+    out_crs = parse_crs(config.crs, "--crs") if config.crs else plans[0].crs
+    model_sha256 = file_sha256(model)
+    return JobSetup(
+        checked, str(model), model_sha256, metadata, config, plans, out_crs, report, warnings
+    )
+
+
+def _warn(warnings: list[str], report: Reporter, message: str) -> None:
+    warnings.append(message)
+    report({"event": "warning", "message": message})
 
 
 def area_done(plans: Sequence[RasterPlan], valid: Sequence[int]) -> tuple[float, float]:

@@ -108,7 +108,8 @@ def update_metadata(
     atomically); ``format``, ``format_version`` and ``created`` stay the model's own.
 
     Raises:
-        ModelError: ``path`` is not a mapseg model file.
+        ModelError: ``path`` is not a mapseg model file, or is a run's checkpoint.
+        OutputError: ``out`` does not end in ``.keras``.
     """
     source = Path(path)
     meta = read_metadata(source)
