@@ -23,8 +23,9 @@ import numpy as np
 from _common import GSD, say
 from affine import Affine
 
+from mapseg_core.vectorize.merge import BorderMerger
 from mapseg_core.vectorize.pipeline import block_buildings, finished_polygons
-from mapseg_core.vectorize.polygons import BorderMerger, PolishOptions
+from mapseg_core.vectorize.polish import PolishOptions
 
 
 def roofs(size: int, seed: int = 0) -> np.ndarray:

@@ -27,7 +27,8 @@ import time
 import numpy as np
 from _common import say
 
-from mapseg_core.vectorize.polygons import BorderMerger, vectorize_block
+from mapseg_core.vectorize.merge import BorderMerger
+from mapseg_core.vectorize.polygons import vectorize_block
 from mapseg_core.vectorize.separate import SeparationOptions, halo, separate
 
 

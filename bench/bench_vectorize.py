@@ -34,7 +34,8 @@ from shapely.geometry import shape
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from rasters import canonical  # noqa: E402
 
-from mapseg_core.vectorize.polygons import BorderMerger, vectorize_block  # noqa: E402
+from mapseg_core.vectorize.merge import BorderMerger  # noqa: E402
+from mapseg_core.vectorize.polygons import vectorize_block
 
 
 def blocks(size: int, block: int):

@@ -6,7 +6,7 @@
   starting a ``LocalCluster``, and the worker-side block task with its model cache.
 * :mod:`~mapseg_core.distributed.scheduler`: :func:`tile_infer_job`, the driver
   that sends blocks to workers (or runs them here), merges their polygons with
-  the same :class:`~mapseg_core.vectorize.polygons.BorderMerger` as the
+  the same :class:`~mapseg_core.vectorize.merge.BorderMerger` as the
   single-process path and writes the same GeoPackage.
 
 Dask is optional (``pip install mapseg[distributed]``); a job directory

@@ -15,7 +15,7 @@ plans, blocks, merge and GeoPackage), with two things added:
   runs only the missing ones, and writes the GeoPackage from scratch, so its
   polygons are those of an uninterrupted run.
 
-Blocks complete in any order; the :class:`~mapseg_core.vectorize.polygons.BorderMerger`
+Blocks complete in any order; the :class:`~mapseg_core.vectorize.merge.BorderMerger`
 is exact in any order, so the polygon set equals the single-process one.
 Feature ids follow completion order and may differ between runs.
 
@@ -58,7 +58,8 @@ from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.inference.windows import Block
 from mapseg_core.progress import Reporter, null_reporter, progress_event
 from mapseg_core.vectorize.gpkg import GpkgWriter
-from mapseg_core.vectorize.polygons import BlockPolygons, BorderMerger
+from mapseg_core.vectorize.merge import BorderMerger
+from mapseg_core.vectorize.polygons import BlockPolygons
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,7 @@ def _annotation_polygon(ann: dict[str, Any], index: Any, mask_utils: Any) -> Any
             return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
     import cv2
 
-    from mapseg_core.vectorize.polygons import polygonize
+    from mapseg_core.vectorize.trace import polygonize
 
     mask = np.ascontiguousarray(mask_utils.decode(index.annToRLE(ann)), dtype=np.uint8)
     _, labels = cv2.connectedComponents(mask, connectivity=4, ltype=cv2.CV_32S)

@@ -16,7 +16,7 @@ plugin and (later) a Dask cluster. Its steps:
    border pieces. A model that takes inputs of any size predicts a block as a
    few large spans instead of many model-sized windows (same crop rule, far
    less overlap; see :meth:`~mapseg_core.inference.windows.WindowGrid.spans_of`).
-4. **Merge** border pieces (:class:`~mapseg_core.vectorize.polygons.BorderMerger`,
+4. **Merge** border pieces (:class:`~mapseg_core.vectorize.merge.BorderMerger`,
    any completion order), polish (min area, simplify, regularize) and stream
    the features into an atomic GeoPackage (:mod:`~mapseg_core.inference.outputs`).
 
@@ -60,7 +60,7 @@ from mapseg_core.inference.windows import Block
 from mapseg_core.models.artifact import load_artifact
 from mapseg_core.progress import Reporter, null_reporter, progress_event
 from mapseg_core.vectorize.gpkg import GpkgWriter
-from mapseg_core.vectorize.polygons import BorderMerger
+from mapseg_core.vectorize.merge import BorderMerger
 
 #: GDAL block cache while tiling. GDAL's default (5 % of RAM) would keep every decoded
 #: block of a big raster; blocks are read once in row order, so a cache that holds the

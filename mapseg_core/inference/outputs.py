@@ -30,7 +30,8 @@ from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.raster import GroundScale, ground_scale
 from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
 from mapseg_core.vectorize.pipeline import polish_options as outline_options
-from mapseg_core.vectorize.polygons import Building, PolishOptions, mean_score, pixel_area, polish
+from mapseg_core.vectorize.polish import PolishOptions, mean_score, pixel_area, polish
+from mapseg_core.vectorize.polygons import Building
 
 
 def polish_options(plan: RasterPlan, config: TileConfig) -> PolishOptions:

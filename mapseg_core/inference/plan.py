@@ -36,7 +36,7 @@ from mapseg_core.raster import (
     raster_gsd,
     working_grid,
 )
-from mapseg_core.vectorize.polygons import pixel_area
+from mapseg_core.vectorize.polish import pixel_area
 from mapseg_core.vectorize.separate import SEPARATING, SeparationOptions
 
 

@@ -35,16 +35,9 @@ from numpy.typing import NDArray
 from shapely.geometry import Polygon
 
 from mapseg_core.errors import ConfigError
-from mapseg_core.vectorize.polygons import (
-    BlockPolygons,
-    Building,
-    PolishOptions,
-    mean_score,
-    merge_blocks,
-    pixel_area,
-    polish,
-    vectorize_block,
-)
+from mapseg_core.vectorize.merge import merge_blocks
+from mapseg_core.vectorize.polish import PolishOptions, mean_score, pixel_area, polish
+from mapseg_core.vectorize.polygons import BlockPolygons, Building, vectorize_block
 from mapseg_core.vectorize.separate import SeparationOptions, separate
 
 #: Outline styles: "clean" simplifies and squares corners, "simple" only simplifies,

@@ -38,7 +38,7 @@ local labels are connected through kept edges (their growth paths and marker
 component lie in the window), so they are one building. Across a block
 border, a border pixel is linked to the pixel facing it when their local
 labels are equal; for every kept edge both blocks see equal labels, so both
-sides record the link and :class:`~mapseg_core.vectorize.polygons.BorderMerger`
+sides record the link and :class:`~mapseg_core.vectorize.merge.BorderMerger`
 joins them by its exact integer slot lookup. A link only one side records
 (two pixels of one marker component joined outside one block's window) never
 joins two different buildings, and the buildings it joins are already joined

@@ -15,7 +15,8 @@ from mapseg_core.distributed.jobs import (
     job_fingerprint,
 )
 from mapseg_core.errors import InputFileNotFound, OutputError
-from mapseg_core.vectorize.polygons import merge_blocks, vectorize_block
+from mapseg_core.vectorize.merge import merge_blocks
+from mapseg_core.vectorize.polygons import vectorize_block
 
 
 def _blocks(mask: np.ndarray, size: int):

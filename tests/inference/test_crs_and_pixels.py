@@ -29,7 +29,8 @@ from mapseg_core.inference.outputs import polish_on_ground
 from mapseg_core.inference.plan import plan_raster
 from mapseg_core.models.artifact import read_metadata
 from mapseg_core.raster import ground_scale
-from mapseg_core.vectorize.polygons import Building, PolishOptions
+from mapseg_core.vectorize.polish import PolishOptions
+from mapseg_core.vectorize.polygons import Building
 
 EXACT = {"min_area": 0.0, "outline": "pixel", "overwrite": True}
 

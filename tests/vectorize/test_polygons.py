@@ -15,16 +15,10 @@ from affine import Affine
 from rasters import canonical, scene
 from shapely.geometry import Polygon, box
 
-from mapseg_core.vectorize.polygons import (
-    BorderMerger,
-    Building,
-    PolishOptions,
-    merge_blocks,
-    polish,
-    polygonize,
-    to_world,
-    vectorize_block,
-)
+from mapseg_core.vectorize.merge import BorderMerger, merge_blocks
+from mapseg_core.vectorize.polish import PolishOptions, polish, to_world
+from mapseg_core.vectorize.polygons import Building, vectorize_block
+from mapseg_core.vectorize.trace import polygonize
 
 
 def _scene_mask() -> tuple[np.ndarray, list[Polygon]]:

@@ -17,8 +17,10 @@ from shapely import affinity
 from shapely.geometry import Polygon, box
 
 from mapseg_core.vectorize.pipeline import polygons_from_probability
-from mapseg_core.vectorize.polygons import Building, PolishOptions, polish, polygonize
+from mapseg_core.vectorize.polish import PolishOptions, polish
+from mapseg_core.vectorize.polygons import Building
 from mapseg_core.vectorize.regularize import clean_outline, dominant_direction
+from mapseg_core.vectorize.trace import polygonize
 
 L_SHAPE = Polygon([(15, 15), (60, 15), (60, 35), (35, 35), (35, 65), (15, 65)])
 

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from rasters import canonical
 
 from mapseg_core.errors import ConfigError
-from mapseg_core.vectorize.polygons import merge_blocks, polygonize, vectorize_block
+from mapseg_core.vectorize.merge import merge_blocks
+from mapseg_core.vectorize.polygons import vectorize_block
 from mapseg_core.vectorize.separate import SeparationOptions, grow, halo, markers_of, separate
+from mapseg_core.vectorize.trace import polygonize
 
 
 def _partition(labels: np.ndarray) -> set[frozenset[tuple[int, int]]]:
@@ -219,7 +221,7 @@ def test_buildings_do_not_depend_on_the_block_layout(seed, height, width, block,
     cell=st.integers(1, 3),
 )
 def test_touching_labels_are_traced_as_gdal_polygonizes_them(seed, height, width, labels_max, cell):
-    from mapseg_core.vectorize.polygons import _polygonize_gdal
+    from mapseg_core.vectorize.trace import _polygonize_gdal
 
     rng = np.random.default_rng(seed)
     small = rng.integers(0, labels_max + 1, (-(-height // cell), -(-width // cell)))
