@@ -223,13 +223,7 @@ def plan_raster(
     path = str(path)
     notes: list[str] = []
     with open_raster(path) as src:
-        crs = src.crs
-        if crs is None or not crs.to_wkt():
-            if not config.assume_crs:
-                raise RasterError(
-                    f"raster {path} has no CRS; pass --assume-crs EPSG:XXXX or georeference it"
-                )
-            crs = parse_crs(config.assume_crs, "--assume-crs")
+        crs = _raster_crs(src.crs, path, config)
         if src.transform.is_identity:
             notes.append(f"{Path(path).name} has no geotransform; pixel coordinates are used")
         check_orientation(src.transform, path)
@@ -242,33 +236,10 @@ def plan_raster(
         )
         notes += band_notes
         alpha = next((k + 1 for k, c in enumerate(src.colorinterp) if c == ColorInterp.alpha), 0)
-        if config.nodata == "none":
-            nodata, use_gdal_mask = None, False
-        elif config.nodata is not None:
-            nodata, use_gdal_mask = float(config.nodata), False
-        else:
-            nodata = src.nodata
-            flags = src.mask_flag_enums[bands[0] - 1]
-            use_gdal_mask = MaskFlags.all_valid not in flags or alpha > 0
-        if src.nodata is not None and config.nodata is None and src.dtypes[0] == "uint8":
-            if src.nodata in (0.0, 255.0):
-                notes.append(
-                    f"{Path(path).name} declares nodata={src.nodata:g}, also a valid colour "
-                    f"(white roofs at 255); pixels equal to it in all bands are skipped. "
-                    "Pass --nodata none to use them"
-                )
-        gsd, gsd_min, gsd_max = raster_gsd(crs, src.transform, src.width, src.height)
-        centre = src.transform @ (src.width / 2, src.height / 2)
-        px_units = math.sqrt(pixel_area(src.transform))
-        at_centre = ground_scale(crs, centre[0], centre[1], 8 * px_units)
-        metres = (float(at_centre.x), float(at_centre.y))
-        if gsd_max / gsd_min - 1.0 > config.gsd_tolerance:
-            notes.append(
-                f"{Path(path).name}: its CRS's scale varies across it (ground resolution "
-                f"{gsd_min:.3g}..{gsd_max:.3g} m); the model runs at the centre's everywhere, "
-                "areas are measured where each building is. For even accuracy, warp it to a "
-                "local projected CRS (gdalwarp -t_srs EPSG:<UTM zone>)"
-            )
+        nodata, use_gdal_mask = _nodata_choice(src, bands, alpha, config)
+        notes += _nodata_notes(src, path, config)
+        gsd, metres, ground_notes = _ground(src, crs, path, config)
+        notes += ground_notes
         if config.gsd == "native":
             target: float | None = None
         else:
@@ -314,20 +285,8 @@ def plan_raster(
             tta=config.tta,
         )
         dtype = src.dtypes[bands[0] - 1]
-        needs_stats = config.normalization == "percentile" or (
-            config.normalization == "auto" and dtype != "uint8"
-        )
-        sample: NDArray[Any] | None = None
-        read: NDArray[Any] | None = None
-        if needs_stats:
-            sample, read = sample_pixels(src, provisional)
-            if len(sample) == 0:
-                notes.append(f"{Path(path).name}: no valid pixel in the statistics sample")
-        elif np.dtype(dtype).kind == "f":
-            read = sample_pixels(src, provisional)[1]
-        note = non_finite_note(Path(path).name, read) if read is not None else None
-        if note:
-            notes.append(note)
+        sample, stat_notes = _statistics(src, provisional, dtype, config)
+        notes += stat_notes
     scaling = choose_scaling(
         dtype,
         len(bands),
@@ -337,6 +296,83 @@ def plan_raster(
         config.percentiles,
     )
     return dataclasses.replace(provisional, scaling=scaling), notes
+
+
+def _raster_crs(crs: Any, path: str, config: TileConfig) -> Any:
+    """The raster's CRS, or ``--assume-crs`` for a raster without one."""
+    if crs is None or not crs.to_wkt():
+        if not config.assume_crs:
+            raise RasterError(
+                f"raster {path} has no CRS; pass --assume-crs EPSG:XXXX or georeference it"
+            )
+        crs = parse_crs(config.assume_crs, "--assume-crs")
+    return crs
+
+
+def _nodata_choice(
+    src: Any, bands: tuple[int, ...], alpha: int, config: TileConfig
+) -> tuple[float | None, bool]:
+    """Nodata value and whether GDAL's mask (or alpha) says which pixels are valid."""
+    if config.nodata == "none":
+        return None, False
+    if config.nodata is not None:
+        return float(config.nodata), False
+    flags = src.mask_flag_enums[bands[0] - 1]
+    return src.nodata, MaskFlags.all_valid not in flags or alpha > 0
+
+
+def _nodata_notes(src: Any, path: str, config: TileConfig) -> list[str]:
+    """A warning when a uint8 raster's nodata is also a colour its buildings can have."""
+    if src.nodata is not None and config.nodata is None and src.dtypes[0] == "uint8":
+        if src.nodata in (0.0, 255.0):
+            return [
+                f"{Path(path).name} declares nodata={src.nodata:g}, also a valid colour "
+                f"(white roofs at 255); pixels equal to it in all bands are skipped. "
+                "Pass --nodata none to use them"
+            ]
+    return []
+
+
+def _ground(
+    src: Any, crs: Any, path: str, config: TileConfig
+) -> tuple[float, tuple[float, float], list[str]]:
+    """Ground resolution (m), metres per CRS unit at the centre, and a varying-scale warning."""
+    gsd, gsd_min, gsd_max = raster_gsd(crs, src.transform, src.width, src.height)
+    centre = src.transform @ (src.width / 2, src.height / 2)
+    px_units = math.sqrt(pixel_area(src.transform))
+    at_centre = ground_scale(crs, centre[0], centre[1], 8 * px_units)
+    metres = (float(at_centre.x), float(at_centre.y))
+    notes = []
+    if gsd_max / gsd_min - 1.0 > config.gsd_tolerance:
+        notes.append(
+            f"{Path(path).name}: its CRS's scale varies across it (ground resolution "
+            f"{gsd_min:.3g}..{gsd_max:.3g} m); the model runs at the centre's everywhere, "
+            "areas are measured where each building is. For even accuracy, warp it to a "
+            "local projected CRS (gdalwarp -t_srs EPSG:<UTM zone>)"
+        )
+    return gsd, metres, notes
+
+
+def _statistics(
+    src: Any, provisional: RasterPlan, dtype: str, config: TileConfig
+) -> tuple[NDArray[Any] | None, list[str]]:
+    """The pixel sample for percentile scaling (when needed) and NaN/inf warnings."""
+    needs_stats = config.normalization == "percentile" or (
+        config.normalization == "auto" and dtype != "uint8"
+    )
+    sample: NDArray[Any] | None = None
+    read: NDArray[Any] | None = None
+    notes = []
+    if needs_stats:
+        sample, read = sample_pixels(src, provisional)
+        if len(sample) == 0:
+            notes.append(f"{provisional.name}: no valid pixel in the statistics sample")
+    elif np.dtype(dtype).kind == "f":
+        read = sample_pixels(src, provisional)[1]
+    note = non_finite_note(provisional.name, read) if read is not None else None
+    if note:
+        notes.append(note)
+    return sample, notes
 
 
 __all__ = ["RasterPlan", "choose_bands", "model_channels", "plan_raster"]

@@ -51,7 +51,6 @@ def evaluate_model(
             ids are not in the annotations.
     """
     from mapseg_core.data.coco import load_coco
-    from mapseg_core.data.splits import load_splits
     from mapseg_core.models.artifact import load_artifact, read_metadata
 
     # Model file, data and splits are checked before Keras is imported (slow, noisy).
@@ -62,19 +61,7 @@ def evaluate_model(
     dataset = load_coco(annotations, images_dir, categories).at_gsd(
         float(model_gsd) if model_gsd else None, image_gsd
     )
-    if split_file is None:
-        groups = {"all": dataset.image_ids}
-    else:
-        loaded = load_splits(split_file)
-        groups = {name: loaded.ids(name) for name in splits}  # type: ignore[arg-type]
-        known = set(dataset.image_ids)
-        for name, ids in groups.items():
-            missing = [i for i in ids if i not in known]
-            if missing:
-                raise DatasetError(
-                    f"{len(missing)} image id(s) of split {name!r} in {split_file} are not in "
-                    f"{annotations} (e.g. {missing[:3]}); pass the annotations the run used"
-                )
+    groups = _split_groups(dataset, split_file, splits, annotations)
     from mapseg_core.inference.onnx_runtime import is_onnx
 
     ce_weight = float(train_cfg.get("ce_weight", 0.05))
@@ -85,8 +72,6 @@ def evaluate_model(
     weights = train_cfg.get("channel_weights") or [
         1.0 if c == "building" else 0.5 for c in channels
     ]
-    size = tuple(meta["input_size"])
-    resize_mode = train_cfg.get("resize_mode", "resize")
     onnx = is_onnx(model_path)
     if not onnx:
         from mapseg_core.models.losses import ComboLoss, make_metrics
@@ -100,46 +85,9 @@ def evaluate_model(
     for done, (name, ids) in enumerate(groups.items(), start=1):
         if not ids:
             continue
-        if onnx:  # ONNX Runtime: the same table in numpy, Keras is never imported
-            scores = pixel_scores(
-                model, meta, dataset, ids, size, resize_mode, batch_size, ce_weight
-            )
-        else:
-            from mapseg_core.data.pipeline import CocoSequence
-
-            seq = CocoSequence(
-                dataset,
-                ids,
-                batch_size,
-                size,  # type: ignore[arg-type]
-                resize_mode=resize_mode,
-                workers=workers,
-                channels=channels,
-                contact_width=int(train_cfg.get("contact_width", 2)),
-                boundary_width=int(train_cfg.get("boundary_width", 2)),
-            )
-            scores = model.evaluate(seq, verbose=0, return_dict=True)
-        results[name] = {k: float(v) for k, v in scores.items()}
+        results[name] = _pixel_table(model, meta, dataset, ids, workers, batch_size, onnx)
         if polygons:
-            from mapseg_core.evaluation.model import (
-                ground_truth,
-                polygon_scores,
-                predict_instances,
-            )
-
-            predictions = predict_instances(
-                model,
-                dataset,
-                ids,
-                size,  # type: ignore[arg-type]
-                resize_mode=resize_mode,
-                output=str(meta.get("output", "logits")),
-                threshold=float(meta.get("threshold", 0.5)),
-                batch_size=batch_size,
-                metadata=meta,
-            )
-            figures, _ = polygon_scores(ground_truth(dataset, ids), predictions)
-            results[name].update(figures)
+            results[name].update(_polygon_table(model, meta, dataset, ids, batch_size))
         report(
             {
                 "event": "progress",
@@ -151,6 +99,86 @@ def evaluate_model(
         )
     report({"event": "done", "summary": results})
     return results
+
+
+def _split_groups(
+    dataset: Any,
+    split_file: str | Path | None,
+    splits: tuple[str, ...],
+    annotations: str | Path,
+) -> dict[str, list[int]]:
+    """Image ids per column: ``all``, or each split of a run's ``splits.json`` (checked)."""
+    from mapseg_core.data.splits import load_splits
+
+    if split_file is None:
+        return {"all": list(dataset.image_ids)}
+    loaded = load_splits(split_file)
+    groups = {name: list(loaded.ids(name)) for name in splits}  # type: ignore[arg-type]
+    known = set(dataset.image_ids)
+    for name, ids in groups.items():
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise DatasetError(
+                f"{len(missing)} image id(s) of split {name!r} in {split_file} are not in "
+                f"{annotations} (e.g. {missing[:3]}); pass the annotations the run used"
+            )
+    return groups
+
+
+def _pixel_table(
+    model: Any,
+    meta: dict[str, Any],
+    dataset: Any,
+    ids: list[int],
+    workers: int,
+    batch_size: int,
+    onnx: bool,
+) -> dict[str, float]:
+    """Loss and pixel metrics of one split: Keras' ``evaluate``, or numpy for ONNX models."""
+    train_cfg: dict[str, Any] = meta.get("config", {}).get("train", {})
+    ce_weight = float(train_cfg.get("ce_weight", 0.05))
+    size = tuple(meta["input_size"])
+    resize_mode = train_cfg.get("resize_mode", "resize")
+    if onnx:  # ONNX Runtime: the same table in numpy, Keras is never imported
+        scores = pixel_scores(model, meta, dataset, ids, size, resize_mode, batch_size, ce_weight)
+    else:
+        from mapseg_core.data.pipeline import CocoSequence
+
+        seq = CocoSequence(
+            dataset,
+            ids,
+            batch_size,
+            size,  # type: ignore[arg-type]
+            resize_mode=resize_mode,
+            workers=workers,
+            channels=tuple(meta.get("channels") or ("building",)),
+            contact_width=int(train_cfg.get("contact_width", 2)),
+            boundary_width=int(train_cfg.get("boundary_width", 2)),
+        )
+        scores = model.evaluate(seq, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in scores.items()}
+
+
+def _polygon_table(
+    model: Any, meta: dict[str, Any], dataset: Any, ids: list[int], batch_size: int
+) -> dict[str, float]:
+    """Instance and polygon-quality figures of the polygons tile-infer would write."""
+    from mapseg_core.evaluation.model import ground_truth, polygon_scores, predict_instances
+
+    train_cfg: dict[str, Any] = meta.get("config", {}).get("train", {})
+    predictions = predict_instances(
+        model,
+        dataset,
+        ids,
+        tuple(meta["input_size"]),  # type: ignore[arg-type]
+        resize_mode=train_cfg.get("resize_mode", "resize"),
+        output=str(meta.get("output", "logits")),
+        threshold=float(meta.get("threshold", 0.5)),
+        batch_size=batch_size,
+        metadata=meta,
+    )
+    figures, _ = polygon_scores(ground_truth(dataset, ids), predictions)
+    return dict(figures)
 
 
 def pixel_scores(

@@ -103,20 +103,7 @@ def vectorize_block(
             without separation.
     """
     mask8 = np.ascontiguousarray(mask, dtype=np.uint8)
-    if instances is None:
-        count, found = cv2.connectedComponents(mask8, connectivity=4, ltype=cv2.CV_32S)
-        labels: NDArray[np.int32] = np.asarray(found, dtype=np.int32)
-        count -= 1  # label 0 is the background
-        ring = None
-    else:
-        ring = np.asarray(instances)
-        if ring.shape != (mask.shape[0] + 2, mask.shape[1] + 2):
-            raise ValueError(f"instances {ring.shape} must be the mask {mask.shape} plus 2")
-        # Local instance labels are the buildings' names inside the block: a label's
-        # pixels are one building (see separate.py), even where they only connect
-        # through the halo (then the building reaches a border and is a piece).
-        labels = np.ascontiguousarray(np.where(mask8 > 0, ring[1:-1, 1:-1], 0), dtype=np.int32)
-        count = int(labels.max()) if labels.size else 0
+    labels, count, ring = _block_labels(mask8, instances)
     if count == 0:
         return BlockPolygons(block, (), ())
     # Per-label pixel counts and probability sums over the building pixels only.
@@ -129,9 +116,60 @@ def vectorize_block(
         minlength=count + 1,
     )
     row0, col0 = offset
-    i, j = block
+    edge_slots, neighbours = _border_slots(labels, ring, block, offset, n_blocks)
+    complete: list[Building] = []
+    pieces: list[Piece] = []
+    values, geoms = polygonize(mask8, labels, (row0, col0), touching=ring is not None)
+    if ring is not None:
+        values, geoms = _by_label(values, geoms)
+    for lab, geom in zip(values, geoms, strict=True):
+        if lab in edge_slots:
+            pieces.append(
+                Piece(
+                    geometry=geom,
+                    block=block,
+                    pixels=int(pixels[lab]),
+                    prob_sum=float(sums[lab]),
+                    slots=tuple(edge_slots[lab]),
+                    neighbours=frozenset(neighbours[lab]),
+                )
+            )
+        else:
+            complete.append(Building(geom, int(pixels[lab]), float(sums[lab])))
+    return BlockPolygons(block, tuple(complete), tuple(pieces))
 
-    # Border pixels per label for each internal side: (border, side) and positions.
+
+def _block_labels(
+    mask8: NDArray[np.uint8], instances: NDArray[np.integer] | None
+) -> tuple[NDArray[np.int32], int, NDArray[np.integer] | None]:
+    """The block's building labels (0 background), their count, and the instance ring if any."""
+    if instances is None:
+        count, found = cv2.connectedComponents(mask8, connectivity=4, ltype=cv2.CV_32S)
+        return np.asarray(found, dtype=np.int32), count - 1, None  # label 0 is the background
+    ring = np.asarray(instances)
+    if ring.shape != (mask8.shape[0] + 2, mask8.shape[1] + 2):
+        raise ValueError(f"instances {ring.shape} must be the mask {mask8.shape} plus 2")
+    # Local instance labels are the buildings' names inside the block: a label's
+    # pixels are one building (see separate.py), even where they only connect
+    # through the halo (then the building reaches a border and is a piece).
+    labels = np.ascontiguousarray(np.where(mask8 > 0, ring[1:-1, 1:-1], 0), dtype=np.int32)
+    return labels, int(labels.max()) if labels.size else 0, ring
+
+
+def _border_slots(
+    labels: NDArray[np.int32],
+    ring: NDArray[np.integer] | None,
+    block: tuple[int, int],
+    offset: tuple[int, int],
+    n_blocks: tuple[int, int],
+) -> tuple[dict[int, list[Slot]], dict[int, set[tuple[int, int]]]]:
+    """Per label: its pixels on each internal block side (slots) and the blocks across them.
+
+    With separation (``ring``), a border pixel is a slot only where the pixel
+    facing it across the border has the same label.
+    """
+    row0, col0 = offset
+    i, j = block
     edge_slots: dict[int, list[Slot]] = {}
     neighbours: dict[int, set[tuple[int, int]]] = {}
     edges = {
@@ -160,27 +198,7 @@ def vectorize_block(
         for pos, lab in zip((hit + start).tolist(), line[hit].tolist(), strict=True):
             edge_slots.setdefault(lab, []).append((border, pos, side))
             neighbours.setdefault(lab, set()).add(neighbour)
-
-    complete: list[Building] = []
-    pieces: list[Piece] = []
-    values, geoms = polygonize(mask8, labels, (row0, col0), touching=ring is not None)
-    if ring is not None:
-        values, geoms = _by_label(values, geoms)
-    for lab, geom in zip(values, geoms, strict=True):
-        if lab in edge_slots:
-            pieces.append(
-                Piece(
-                    geometry=geom,
-                    block=block,
-                    pixels=int(pixels[lab]),
-                    prob_sum=float(sums[lab]),
-                    slots=tuple(edge_slots[lab]),
-                    neighbours=frozenset(neighbours[lab]),
-                )
-            )
-        else:
-            complete.append(Building(geom, int(pixels[lab]), float(sums[lab])))
-    return BlockPolygons(block, tuple(complete), tuple(pieces))
+    return edge_slots, neighbours
 
 
 def _by_label(values: list[int], geoms: list[Polygon]) -> tuple[list[int], list[Polygon]]:
