@@ -211,7 +211,9 @@ def _float_list(
 @click.option(
     "--tune-threshold/--no-tune-threshold",
     default=None,
-    help="Choose the threshold on validation data after training (default: yes).",
+    help="Choose the threshold, separation threshold and minimum area on the validation "
+    "split after training, by building F1@0.5 (default: yes; see postprocess_search in the "
+    "model file).",
 )
 @overwrite
 @progress_option

@@ -148,7 +148,8 @@ class TrainConfig:
     # `mapseg chips` cut the chip from) or "pattern:REGEX" (first group of a regular
     # expression on file_name, e.g. pattern:^([a-z]+)_). None: split images at random.
     split_by: str | None = None
-    # Choose the probability threshold on the validation split after training (else 0.5).
+    # Choose the threshold, separation threshold and minimum building area on the
+    # validation split after training, by building F1 (else 0.5 and the defaults).
     tune_threshold: bool = True
 
     def weights_for(self, channels: tuple[str, ...]) -> tuple[float, ...]:

@@ -15,7 +15,8 @@ of the model's categories on the image, merged into one category "building".
 
 Polygon quality (:mod:`mapseg_core.evaluation.quality`) is computed per image
 on the same polygons: mask and boundary IoU on the image grid, C-IoU, N-ratio
-(reference vertices from the COCO polygons; RLE annotations count their pixel
+(reference vertices from each annotation's drawn ``footprint`` when ``mapseg
+chips`` wrote one, else its COCO polygons; RLE annotations count their pixel
 outline), PoLiS in pixels and MTA sampled every 2 px.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,34 +51,43 @@ POLYGON_KEYS: tuple[str, ...] = (
 )
 
 
-def predict_instances(
+@dataclass(frozen=True)
+class ImageProbabilities:
+    """A model's probabilities for one COCO image, on the stored image's grid."""
+
+    image_id: int
+    # Building probability, (height, width) of the image record.
+    building: np.ndarray
+    # Contact/boundary probabilities (height, width, k), None for a one-channel model.
+    separators: np.ndarray | None
+    # Metres per stored pixel when the dataset resampled the image (--image-gsd), else None.
+    pixel_gsd: float | None
+
+
+def predict_probabilities(
     model: Any,
     dataset: CocoDataset,
     image_ids: Sequence[int],
     input_size: tuple[int, int],
     resize_mode: str = "resize",
     output: str = "logits",
-    threshold: float = 0.5,
     batch_size: int = 8,
     metadata: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """COCO results of the polygons tile-infer would write for each image.
+) -> list[ImageProbabilities]:
+    """The model's probability maps of each image, back on the stored image grid.
 
-    Each result has ``image_id``, ``category_id`` 1, RLE ``segmentation``,
-    ``score``, ``area`` and ``geometry`` (the polygon in pixel coordinates;
-    drop it before handing results to pycocotools). ``metadata`` (the model
-    file's) gives the outline defaults and the GSD.
+    The expensive half of :func:`predict_instances`, kept apart so that post-
+    processing settings can be compared on one prediction
+    (:mod:`mapseg_core.training.tune`).
     """
     from mapseg_core.data.samples import prepare_sample
     from mapseg_core.inference.plan import model_channels
     from mapseg_core.inference.stitch import to_probability
     from mapseg_core.vectorize.separate import SEPARATING
 
-    model_gsd = float((metadata or {}).get("gsd", 0.3))
-    # Touching buildings separated as tile-infer does (by default, when the model can).
-    channels, separation = model_channels(metadata or {}, None)
+    channels, _ = model_channels(metadata or {}, None)
     picked = [k for k, name in enumerate(channels) if name in SEPARATING]
-    results: list[dict[str, Any]] = []
+    out: list[ImageProbabilities] = []
     ids = [int(i) for i in image_ids]
     for start in range(0, len(ids), batch_size):
         batch_ids = ids[start : start + batch_size]
@@ -103,15 +114,58 @@ def predict_instances(
             ) -> np.ndarray:
                 return to_image_size(to_image_size(channel, shape, resize_mode), stored)
 
-            full = back(p[..., 0])
-            separators = None
-            if separation is not None:
-                separators = np.stack([back(p[..., k]) for k in picked], axis=-1)
+            separators = np.stack([back(p[..., k]) for k in picked], axis=-1) if picked else None
             pixel_gsd = dataset.source_gsd(image_id) if stored != shape else None
-            options = image_polish_options(metadata or {}, pixel_gsd or model_gsd)
-            for inst in polygon_instances(full, threshold, options, separators, separation):
-                results.append({"image_id": image_id, "category_id": 1, **inst})
+            out.append(ImageProbabilities(image_id, back(p[..., 0]), separators, pixel_gsd))
+    return out
+
+
+def instances_from_probabilities(
+    probabilities: Sequence[ImageProbabilities],
+    metadata: dict[str, Any],
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """COCO results of the polygons tile-infer would write for these probability maps.
+
+    ``metadata`` (the model file's, or a candidate's) gives the separation
+    settings, the outline defaults and the GSD.
+    """
+    from mapseg_core.inference.plan import model_channels
+
+    model_gsd = float(metadata.get("gsd", 0.3))
+    # Touching buildings separated as tile-infer does (by default, when the model can).
+    _, separation = model_channels(metadata, None)
+    results: list[dict[str, Any]] = []
+    for item in probabilities:
+        options = image_polish_options(metadata, item.pixel_gsd or model_gsd)
+        separators = item.separators if separation is not None else None
+        for inst in polygon_instances(item.building, threshold, options, separators, separation):
+            results.append({"image_id": item.image_id, "category_id": 1, **inst})
     return results
+
+
+def predict_instances(
+    model: Any,
+    dataset: CocoDataset,
+    image_ids: Sequence[int],
+    input_size: tuple[int, int],
+    resize_mode: str = "resize",
+    output: str = "logits",
+    threshold: float = 0.5,
+    batch_size: int = 8,
+    metadata: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """COCO results of the polygons tile-infer would write for each image.
+
+    Each result has ``image_id``, ``category_id`` 1, RLE ``segmentation``,
+    ``score``, ``area`` and ``geometry`` (the polygon in pixel coordinates;
+    drop it before handing results to pycocotools). ``metadata`` (the model
+    file's) gives the outline defaults and the GSD.
+    """
+    probabilities = predict_probabilities(
+        model, dataset, image_ids, input_size, resize_mode, output, batch_size, metadata
+    )
+    return instances_from_probabilities(probabilities, metadata or {}, threshold)
 
 
 def image_polish_options(metadata: dict[str, Any], pixel_gsd: float | None = None) -> Any:
@@ -267,9 +321,20 @@ def _union_mask(rles: Sequence[Any], shape: tuple[int, int], mask_utils: Any) ->
 
 
 def _annotation_polygon(ann: dict[str, Any], index: Any, mask_utils: Any) -> Any:
-    """A reference annotation as a (multi)polygon: its COCO polygons, or the RLE's pixel outline."""
-    import shapely
+    """A reference annotation as a (multi)polygon, for the polygon-quality metrics.
 
+    The drawn footprint (``footprint``, written by ``mapseg chips`` next to the
+    pixel-outline ``segmentation``) when the annotation has one; else its COCO
+    polygons, else the RLE's pixel outline.
+    """
+    import shapely
+    import shapely.geometry
+
+    if isinstance(ann.get("footprint"), dict):
+        drawn = shapely.make_valid(shapely.geometry.shape(ann["footprint"]))
+        kept = [g for g in shapely.get_parts(drawn) if g.geom_type == "Polygon"]
+        if kept:
+            return kept[0] if len(kept) == 1 else shapely.MultiPolygon(kept)
     seg = ann.get("segmentation")
     if isinstance(seg, list) and seg:
         rings = [np.asarray(r, dtype=np.float64).reshape(-1, 2) for r in seg if len(r) >= 6]

@@ -23,7 +23,10 @@ what a tiling engine or a colleague needs to use the model correctly:
                       "boundary"); files without it have one building channel
 ``separation``        ``{"radius": px, "threshold": p}``: how tile-infer separates touching
                       buildings with the contact/boundary channels
-``threshold_search``  validation pixel F1 per candidate threshold (how ``threshold`` was chosen)
+``threshold_search``  validation pixel F1 per candidate threshold (where the search starts)
+``postprocess_search`` validation building F1@0.5, AP, C-IoU, N-ratio of each candidate
+                      ``threshold`` x separation ``threshold`` x ``polish.min_area_m2``; the
+                      best one is the file's (see mapseg_core/training/tune.py)
 ``flexible_input``    the model takes any input size (multiples of 32): tile-infer predicts spans
 ``polish``            outline defaults the model was tuned with, used by tile-infer, evaluate and
                       QGIS when the user sets none: ``{"outline": "clean" | "simple" | "pixel",

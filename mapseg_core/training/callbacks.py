@@ -11,6 +11,9 @@ finished one). ``ProgressReporter`` turns Keras batch/epoch hooks into
 
 from __future__ import annotations
 
+import csv
+import functools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -19,7 +22,11 @@ from typing import Any
 
 from mapseg_core.atomic import atomic_path
 from mapseg_core.backend import keras
+from mapseg_core.config import TrainConfig
 from mapseg_core.progress import Reporter, progress_event
+from mapseg_core.training.devices import have_tensorflow
+
+log = logging.getLogger("mapseg")
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
@@ -201,3 +208,54 @@ class ProgressReporter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
         self.report({"event": "epoch", "epoch": epoch + 1, "epochs": self.epochs, **metrics})
+
+
+def run_callbacks(run_dir: Path, tcfg: TrainConfig, initial_epoch: int, resume: bool) -> list[Any]:
+    """Stopping, LR-on-plateau, CSV history and (on TensorFlow) TensorBoard for a run."""
+    # Patience is in epochs; with validation every N epochs the monitors see one value per N.
+    per_validation = functools.partial(in_validations, freq=tcfg.validation_freq)
+    callbacks: list[Any] = [
+        keras.callbacks.TerminateOnNaN(),
+        ValidatedEarlyStopping(monitor="val_loss", patience=per_validation(tcfg.early_stopping)),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+    ]
+    if tcfg.reduce_lr_on_plateau:
+        callbacks.append(ValidatedReduceLROnPlateau(patience=per_validation(tcfg.reduce_lr)))
+    if have_tensorflow():
+        callbacks.append(
+            keras.callbacks.TensorBoard(
+                log_dir=str(run_dir / "logs"),
+                histogram_freq=tcfg.histogram_freq,
+                write_graph=False,
+                write_images=False,
+            )
+        )
+    else:
+        log.info("TensorBoard logs need the tensorflow and tensorboard packages; skipped")
+    return callbacks
+
+
+def in_validations(epochs: int, freq: int) -> int:
+    """A patience of ``epochs`` counted in validations that run every ``freq`` epochs."""
+    return max(1, math.ceil(epochs / freq))
+
+
+def truncate_history(path: Path, initial_epoch: int) -> None:
+    """Drop ``history.csv`` rows of epochs after the saved one, before a resume appends.
+
+    Between checkpoints the CSV logger records epochs that a ``kill -9`` then
+    loses; the resumed run trains them again and must not list them twice.
+    """
+    if not path.is_file():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < initial_epoch]
+    if len(kept) == len(rows):
+        return
+    from mapseg_core.atomic import atomic_path
+
+    with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
+        csv.writer(fh).writerows(kept)

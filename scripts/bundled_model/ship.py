@@ -1,7 +1,7 @@
 """Score a trained model per held-out source and ship it as the bundled model.
 
     $ .venv/bin/python scripts/bundled_model/ship.py out/bundled-run/model.keras out/bundled-data \\
-          --compare mapseg_core/models/bundled/buildings-b0.keras \\
+          --tune --compare mapseg_core/models/bundled/buildings-b0.keras \\
           --ship mapseg_core/models/bundled/buildings-b0.keras --scores out/heldout-scores.json
 
 For each source of ``DATA/heldout`` and ``DATA/evaluation-only`` (the sets
@@ -10,6 +10,11 @@ is scored with ``mapseg evaluate``'s own code (pixel Dice, building F1@0.5, COCO
 AP, polygon quality) on that source's images alone, at the model's GSD. The
 table (and, with ``--compare``, the same table for another model) is printed as
 Markdown for docs/bundled-model.md.
+
+``--tune`` first chooses the model's threshold, separation threshold and
+minimum area on ``DATA/valid`` by building F1 (:mod:`mapseg_core.training.tune`,
+what ``mapseg train`` now does at the end of a run; for models trained
+before it) and scores and ships the tuned settings.
 
 ``--ship PATH`` writes the model there with its provenance merged into the
 metadata: the data sources with licence, credit and counts, the training
@@ -97,6 +102,27 @@ def score_sources(model: Path, data: Path) -> dict[str, dict[str, Any]]:
     return scores
 
 
+def tuned_copy(model: Path, data: Path, out: Path) -> dict[str, Any]:
+    """``model`` with post-processing chosen on ``DATA/valid`` written to ``out``; the choice."""
+    from mapseg_core.data.coco import load_coco
+    from mapseg_core.models.artifact import load_artifact, update_metadata
+    from mapseg_core.training.tune import metadata_updates, tune_postprocessing
+
+    keras_model, meta = load_artifact(model)
+    categories = meta.get("config", {}).get("train", {}).get("category_ids")
+    valid = data / "valid"
+    # Negatives kept: fragments on empty chips are false positives a user would get too.
+    dataset = load_coco(
+        valid / "annotation.json", valid / "images", categories, include_negatives=True
+    ).at_gsd(float(meta["gsd"]), None)
+    best, scored = tune_postprocessing(keras_model, meta, dataset, dataset.image_ids)
+    updates = metadata_updates(meta, best)
+    updates["postprocess_search"] = [c.row() for c in scored]
+    update_metadata(model, updates, out)
+    print(f"tuned on {len(dataset.image_ids)} validation images: {best.row()}", file=sys.stderr)
+    return best.row()
+
+
 def markdown_table(scores: dict[str, dict[str, Any]], before: dict[str, Any] | None) -> str:
     """Per-source rows; with ``before``, each figure reads ``new (old)``."""
     head = ["source", "set", "images / buildings", *COLUMNS]
@@ -155,9 +181,23 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another model to score the same way")
     parser.add_argument("--ship", type=Path, help="write the model here with its provenance")
     parser.add_argument("--scores", type=Path, help="write all scores as JSON here")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose threshold, separation threshold and min area on DATA/valid first",
+    )
     args = parser.parse_args()
 
-    scores = score_sources(args.model, args.data)
+    with tempfile.TemporaryDirectory(prefix="mapseg-tune-") as tmp:
+        model = args.model
+        if args.tune:
+            model = Path(tmp) / args.model.name
+            tuned_copy(args.model, args.data, model)
+        _score_and_ship(model, args)
+
+
+def _score_and_ship(model: Path, args: argparse.Namespace) -> None:
+    scores = score_sources(model, args.data)
     before = score_sources(args.compare, args.data) if args.compare else None
     if args.scores:
         args.scores.write_text(json.dumps({"model": scores, "compare": before}, indent=2))
@@ -165,7 +205,7 @@ def main() -> None:
     if args.ship:
         from mapseg_core.models.artifact import update_metadata
 
-        update_metadata(args.model, provenance(args.data, scores), args.ship)
+        update_metadata(model, provenance(args.data, scores), args.ship)
         print(f"shipped {args.model} -> {args.ship}", file=sys.stderr)
 
 

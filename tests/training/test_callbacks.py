@@ -9,8 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from mapseg_core.training.callbacks import RunCheckpoint, validation_epochs
-from mapseg_core.training.train import _in_validations, _read_history, _truncate_history
+from mapseg_core.training.callbacks import (
+    RunCheckpoint,
+    in_validations,
+    truncate_history,
+    validation_epochs,
+)
+from mapseg_core.training.outputs import read_history
 
 
 class FakeClock:
@@ -49,7 +54,7 @@ def test_validation_epochs_include_first_and_last():
     assert validation_epochs(0, 10, 4) == [1, 4, 8, 10]
     assert validation_epochs(5, 12, 5) == [6, 10, 12]  # a resume validates its first epoch
     assert validation_epochs(0, 1, 5) == [1]
-    assert _in_validations(10, 5) == 2 and _in_validations(3, 5) == 1
+    assert in_validations(10, 5) == 2 and in_validations(3, 5) == 1
 
 
 def test_checkpoints_follow_the_interval_and_the_last_epoch(tmp_path):
@@ -144,12 +149,12 @@ def test_best_weights_are_those_of_the_best_epoch(tmp_path):
 def test_truncated_history_drops_epochs_after_the_checkpoint(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss,val_loss\n0,1.0,1.1\n1,0.9,NA\n2,0.8,NA\n3,0.7,0.75\n")
-    _truncate_history(path, 2)
+    truncate_history(path, 2)
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows == [["epoch", "loss", "val_loss"], ["0", "1.0", "1.1"], ["1", "0.9", "NA"]]
-    assert _read_history(path) == [
+    assert read_history(path) == [
         {"epoch": 0.0, "loss": 1.0, "val_loss": 1.1},
         {"epoch": 1.0, "loss": 0.9},
     ]
-    _truncate_history(Path(tmp_path / "absent.csv"), 2)  # nothing to do, no error
+    truncate_history(Path(tmp_path / "absent.csv"), 2)  # nothing to do, no error

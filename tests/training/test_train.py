@@ -268,7 +268,21 @@ def test_contact_channel_run_saves_a_flexible_model_that_tile_infer_separates_wi
     assert meta["channels"] == ["building", "contact"] and meta["flexible_input"] is True
     assert meta["margin"]["measured"] is True
     assert meta["receptive_margin"] == meta["margin"]["margin"] < 32
-    assert 0.1 <= meta["threshold"] <= 0.7 and len(meta["threshold_search"]) == 13
+    assert len(meta["threshold_search"]) == 13
+    # Threshold, separation threshold and minimum area chosen by building F1 on validation:
+    # the file's settings are the best row of the search it records.
+    from mapseg_core.training.tune import MIN_AREAS_M2, SEPARATION_THRESHOLDS, THRESHOLDS
+
+    search = meta["postprocess_search"]
+    assert len(search) == len(THRESHOLDS) * len(SEPARATION_THRESHOLDS) * len(MIN_AREAS_M2)
+    chosen = next(
+        r
+        for r in search
+        if r["threshold"] == meta["threshold"]
+        and r["separation_threshold"] == meta["separation"]["threshold"]
+        and r["min_area_m2"] == meta["polish"]["min_area_m2"]
+    )
+    assert all(r["F1@0.5"] <= chosen["F1@0.5"] for r in search if r["F1@0.5"] == r["F1@0.5"])
     assert meta["separation"]["radius"] >= 8
     model, _ = load_artifact(result.model_path)
     assert tuple(model.inputs[0].shape[1:3]) == (None, None)
