@@ -115,8 +115,32 @@ def polygon_instances(
         ).astype(bool)
         instance = encode_instance(burned, (r0, c0), shape, segmentation, min_pixels)
         if instance is not None:
+            instance["footprint"] = footprint_record(clipped)
             out.append(instance)
     return out
+
+
+def footprint_record(geometry: Any) -> dict[str, Any]:
+    """A clipped footprint as GeoJSON-like ``MultiPolygon`` coordinates in chip pixels.
+
+    The ``segmentation`` of a vector label is its pixel outline (so masks
+    match the labels bit for bit), a staircase with many more vertices than
+    the footprint that was drawn. Polygon-quality metrics (N-ratio, C-IoU,
+    PoLiS, MTA) compare outlines with the drawn ones, so each annotation also
+    keeps the footprint's own vertices, clipped to the chip, rounded to 1/1000
+    pixel. Only polygon parts are kept (a clip can leave slivers as lines).
+    """
+    parts = [g for g in shapely.get_parts(geometry) if g.geom_type == "Polygon" and g.area > 0]
+    return {
+        "type": "MultiPolygon",
+        "coordinates": [
+            [
+                [[round(x, 3), round(y, 3)] for x, y in ring.coords]
+                for ring in (part.exterior, *part.interiors)
+            ]
+            for part in parts
+        ],
+    }
 
 
 def mask_instances(

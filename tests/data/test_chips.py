@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+import shapely.geometry
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from rasterio.features import rasterize
@@ -108,6 +109,13 @@ def test_polygon_instances_follow_the_pixel_centre_rule():
     for inst, poly in zip(instances, [tilted, clipped_off], strict=True):
         expected = rasterize([(poly, 1)], out_shape=shape, dtype="uint8").astype(bool)
         assert (_decode(inst, shape) == expected).all()
+    # Each instance also keeps the drawn footprint, clipped to the chip, for the
+    # polygon-quality metrics: 4 corners, not the pixel staircase of its segmentation.
+    drawn = [shapely.geometry.shape(inst["footprint"]) for inst in instances]
+    assert [len(g.geoms[0].exterior.coords) - 1 for g in drawn] == [4, 4]
+    assert len(instances[0]["segmentation"][0]) // 2 > 10  # the staircase
+    assert drawn[0].symmetric_difference(tilted).area < 0.02  # 1/1000 px rounding
+    assert drawn[1].equals(box(0, 2, 3.4, 8))
 
 
 def test_nodata_fraction_ignores_labelled_pixels():

@@ -123,3 +123,30 @@ def test_no_polygons_keeps_the_pixel_table_only(setup):
     model, annotations, images = setup
     results = evaluate_model(model, annotations, images, workers=1, polygons=False)
     assert "AP" not in results["all"] and "dice_coef" in results["all"]
+
+
+def test_reference_outlines_are_the_drawn_footprints_when_chips_kept_them():
+    """N-ratio and C-IoU compare with the drawn footprint, not its pixel staircase."""
+    import shapely
+
+    from mapseg_core.data.instances import polygon_instances
+    from mapseg_core.evaluation.model import _annotation_polygon
+
+    tilted = shapely.affinity.rotate(shapely.box(5.2, 5.3, 17.7, 12.1), 23, origin="center")
+    (inst,) = polygon_instances([tilted], (20, 20))
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, **inst}
+    index = COCO()
+    index.dataset = {
+        "images": [{"id": 1, "width": 20, "height": 20, "file_name": "a.png"}],
+        "annotations": [ann],
+        "categories": [{"id": 1}],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        index.createIndex()
+    drawn = _annotation_polygon(ann, index, mask_utils)
+    assert len(drawn.exterior.coords) - 1 == 4
+    assert drawn.symmetric_difference(tilted).area < 0.02  # 1/1000 px rounding
+    # Without it (a COCO export from elsewhere), the segmentation polygon is the reference.
+    plain = {k: v for k, v in ann.items() if k != "footprint"}
+    staircase = _annotation_polygon(plain, index, mask_utils)
+    assert len(staircase.exterior.coords) - 1 == len(inst["segmentation"][0]) // 2 > 10
