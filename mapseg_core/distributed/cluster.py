@@ -31,11 +31,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import rasterio
+from numpy.typing import NDArray
 
 from mapseg_core.errors import ConfigError, MapsegError, ModelError
-from mapseg_core.inference.blocks import process_block
+from mapseg_core.inference.blocks import BlockResult, process_block
 from mapseg_core.inference.engine import GDAL_CACHE_BYTES
+from mapseg_core.inference.outputs import sink_values
 from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.windows import Block
@@ -62,11 +65,13 @@ class WorkerSpec:
     batch_size: int
     # TensorFlow (or ONNX Runtime) intra-op threads per worker (None: the default, all cores).
     tf_threads: int | None = None
+    # Raster outputs the job writes ("probability", "mask"): their block values come back too.
+    raster_kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class BlockOutcome:
-    """What a worker sends back for one block: polygons, not pixels."""
+    """What a worker sends back for one block: polygons, and pixels only for raster outputs."""
 
     # Complete buildings and border pieces of the block.
     polygons: BlockPolygons
@@ -76,6 +81,24 @@ class BlockOutcome:
     seconds: float
     # Worker that ran it (host:pid).
     worker: str
+    # (kind, uint8 block values) of each probability/mask GeoTIFF the job writes
+    # (:func:`~mapseg_core.inference.outputs.sink_values`); empty without them.
+    rasters: tuple[tuple[str, NDArray[np.uint8]], ...] = ()
+
+
+def outcome_of(
+    result: BlockResult,
+    plan: RasterPlan,
+    kinds: tuple[str, ...],
+    seconds: float,
+    worker: str,
+) -> BlockOutcome:
+    """A block's result as the outcome a runner yields (raster values for ``kinds``)."""
+    rasters: tuple[tuple[str, NDArray[np.uint8]], ...] = ()
+    if kinds:
+        assert result.probability is not None
+        rasters = tuple((k, sink_values(k, result.probability, plan)) for k in kinds)
+    return BlockOutcome(result.polygons, result.valid_pixels, seconds, worker, rasters)
 
 
 #: Threads this process's backend was limited to (None: not set here).
@@ -259,10 +282,9 @@ def run_block_task(plan: RasterPlan, block: Block, spec: WorkerSpec) -> BlockOut
     )
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        result = process_block(plan, block, predictor)
-    return BlockOutcome(
-        result.polygons, result.valid_pixels, time.perf_counter() - start, _worker_name()
-    )
+        result = process_block(plan, block, predictor, keep_probability=bool(spec.raster_kinds))
+    seconds = time.perf_counter() - start
+    return outcome_of(result, plan, spec.raster_kinds, seconds, _worker_name())
 
 
 def _worker_name() -> str:

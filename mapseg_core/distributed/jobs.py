@@ -19,11 +19,15 @@ were finished. ``--job-dir DIR`` keeps ``DIR/manifest.sqlite``:
     pieces their border slots and neighbour blocks (JSON). Pixel coordinates are
     integers, exact in WKB's float64, so a resumed run merges stored pieces with
     new ones exactly as if both had just been computed.
+``rasters``
+    for jobs that write ``--save-probabilities`` / ``--save-mask``: each
+    block's uint8 values of those GeoTIFFs (zlib-compressed), one row per block
+    and kind, so a resumed run writes the GeoTIFFs whole without re-predicting.
 ``failures``
     blocks that failed after their retry, with the error; they are retried by
     the next run.
 
-A block and its polygons are written in one transaction, so a SIGKILL
+A block, its polygons and its raster values are written in one transaction, so a SIGKILL
 leaves either the whole block or nothing (SQLite's rollback journal,
 ``synchronous=FULL``). The file is written only by the client that merges;
 workers never touch it, so it may live on a local disk of the client.
@@ -37,11 +41,14 @@ import json
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import shapely
+from numpy.typing import NDArray
 
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import ConfigError, MapsegError, OutputError
@@ -72,6 +79,11 @@ CREATE TABLE IF NOT EXISTS polygons (
     prob_sum REAL NOT NULL, slots TEXT, neighbours TEXT
 );
 CREATE INDEX IF NOT EXISTS polygons_block ON polygons (raster, row, col);
+CREATE TABLE IF NOT EXISTS rasters (
+    raster INTEGER NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL, kind TEXT NOT NULL,
+    height INTEGER NOT NULL, width INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (raster, row, col, kind)
+);
 CREATE TABLE IF NOT EXISTS failures (
     raster INTEGER NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL,
     name TEXT NOT NULL, message TEXT NOT NULL, at REAL,
@@ -275,6 +287,18 @@ class JobManifest:
             )
         return BlockPolygons(index, tuple(complete), tuple(pieces))
 
+    def stored_rasters(self, raster: int, index: tuple[int, int]) -> dict[str, NDArray[np.uint8]]:
+        """The raster-output values recorded with a block, by kind (empty without them)."""
+        rows = self._conn.execute(
+            "SELECT kind, height, width, data FROM rasters "
+            "WHERE raster = ? AND row = ? AND col = ?",
+            (raster, *index),
+        ).fetchall()
+        return {
+            str(kind): np.frombuffer(zlib.decompress(data), np.uint8).reshape(int(h), int(w))
+            for kind, h, w, data in rows
+        }
+
     def failures(self) -> list[str]:
         """Names of the blocks whose last attempt failed."""
         return [r[0] for r in self._conn.execute("SELECT name FROM failures ORDER BY rowid")]
@@ -288,8 +312,9 @@ class JobManifest:
         valid_pixels: int,
         seconds: float | None = None,
         worker: str | None = None,
+        rasters: Sequence[tuple[str, NDArray[np.uint8]]] = (),
     ) -> None:
-        """Store one finished block and its polygons, atomically."""
+        """Store one finished block, its polygons and its raster-output values, atomically."""
         index = polygons.block
         geoms = [b.geometry for b in polygons.complete] + [p.geometry for p in polygons.pieces]
         blobs = shapely.to_wkb(geoms) if geoms else []
@@ -308,6 +333,13 @@ class JobManifest:
                 "DELETE FROM polygons WHERE raster = ? AND row = ? AND col = ?", (raster, *index)
             )
             self._conn.executemany("INSERT INTO polygons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO rasters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (raster, *index, kind, *values.shape, zlib.compress(values.tobytes(), 1))
+                    for kind, values in rasters
+                ],
+            )
             self._conn.execute(
                 "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (raster, *index, valid_pixels, seconds, worker, time.time()),

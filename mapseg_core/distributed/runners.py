@@ -16,7 +16,7 @@ from functools import partial
 from itertools import groupby, islice
 from typing import Any
 
-from mapseg_core.distributed.cluster import BlockOutcome, WorkerSpec, run_block_task
+from mapseg_core.distributed.cluster import BlockOutcome, WorkerSpec, outcome_of, run_block_task
 from mapseg_core.inference.blocks import (
     BlockResult,
     finish_block,
@@ -43,15 +43,23 @@ def _describe(exc: BaseException | None) -> str:
 
 
 def local_outcomes(
-    todo: list[Task], model: str, model_sha256: str, batch_size: int, retries: int
+    todo: list[Task],
+    model: str,
+    model_sha256: str,
+    batch_size: int,
+    retries: int,
+    raster_kinds: tuple[str, ...] = (),
 ) -> Iterator[tuple[Task, BlockOutcome | None, str | None]]:
     """Blocks run in this process, raster by raster, in order, with tile-infer's overlap.
 
     Read, predict and vectorize of consecutive blocks overlap
     (:func:`~mapseg_core.inference.overlap.overlapped`); a block that fails is
     run again ``retries`` times on its own (a fresh dataset: the reader thread
-    owns the other) before it is reported as failed.
+    owns the other) before it is reported as failed. ``raster_kinds``: the
+    probability/mask GeoTIFFs the job writes (their block values come with
+    each outcome).
     """
+    keep = bool(raster_kinds)
     loaded, _ = load_artifact(model)
     predictor = Predictor(loaded, batch_size)
     worker = f"local:{os.getpid()}"
@@ -63,33 +71,30 @@ def local_outcomes(
                 [block for _, _, block in tasks],
                 partial(prepare_block, ds, plan, any_size=predictor.any_size),
                 partial(predict_block, plan, predictor=predictor),
-                partial(finish_block, plan, keep_probability=False),
+                partial(finish_block, plan, keep_probability=keep),
             )
             with contextlib.closing(stream):
                 last = time.perf_counter()
                 for task, (_, result, exc) in zip(tasks, stream, strict=True):
                     error = None if exc is None else _describe(exc)
                     if result is None:
-                        result, error = _retried(task, predictor, retries, error)
+                        result, error = _retried(task, predictor, retries, error, keep)
                     now = time.perf_counter()
                     if result is None:
                         yield task, None, error
                     else:
-                        outcome = BlockOutcome(
-                            result.polygons, result.valid_pixels, now - last, worker
-                        )
-                        yield task, outcome, None
+                        yield task, outcome_of(result, plan, raster_kinds, now - last, worker), None
                     last = time.perf_counter()
 
 
 def _retried(
-    task: Task, predictor: Predictor, retries: int, error: str | None
+    task: Task, predictor: Predictor, retries: int, error: str | None, keep: bool
 ) -> tuple[BlockResult | None, str | None]:
     """A failed block run again up to ``retries`` times; its result, or the last error."""
     _, plan, block = task
     for _ in range(retries):
         try:
-            return process_block(plan, block, predictor), None
+            return process_block(plan, block, predictor, keep_probability=keep), None
         except Exception as exc:  # a bad block must not stop the others
             error = _describe(exc)
     return None, error

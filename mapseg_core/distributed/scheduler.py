@@ -39,6 +39,7 @@ from typing import Any
 
 import rasterio
 
+from mapseg_core.atomic import commit_all
 from mapseg_core.config import TileConfig
 from mapseg_core.distributed.cluster import (
     BlockOutcome,
@@ -53,7 +54,12 @@ from mapseg_core.distributed.runners import Task, dask_outcomes, local_outcomes
 from mapseg_core.errors import ConfigError, Interrupted
 from mapseg_core.inference.engine import GDAL_CACHE_BYTES
 from mapseg_core.inference.job import area_done, set_up
-from mapseg_core.inference.outputs import write_buildings
+from mapseg_core.inference.outputs import (
+    ProbabilitySink,
+    raster_outputs,
+    raster_target,
+    write_buildings,
+)
 from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.inference.windows import Block
 from mapseg_core.progress import Reporter, null_reporter, progress_event
@@ -147,13 +153,16 @@ class _Job:
         self.report = report
         self.client = client
         self.model = str(model)
-        if config.save_probabilities or config.save_mask:
-            raise ConfigError(
-                "--save-probabilities and --save-mask are not available with --dask, --workers "
-                "or --job-dir; write them in a separate run without those options"
-            )
         paths = [_absolute(path) for path in expand_rasters(rasters)]
-        self.setup = setup = set_up(paths, output, model, config, report)
+        # Probability/mask GeoTIFFs: block values come back with each outcome (and are
+        # kept in the job directory), written on this side as tile-infer writes them.
+        self.extra_outputs = raster_outputs(config)
+        self.raster_kinds = tuple(kind for _, kind in self.extra_outputs)
+        self.several = len(paths) > 1
+        targets = [
+            raster_target(opt, p, self.several) for opt, _ in self.extra_outputs for p in paths
+        ]
+        self.setup = setup = set_up(paths, output, model, config, report, targets)
         self.output, self.metadata, self.config = setup.output, setup.metadata, setup.config
         self.plans, self.out_crs = setup.plans, setup.out_crs
         self.crs = [p.crs for p in self.plans]
@@ -204,9 +213,13 @@ class _Job:
         run_pixels = 0.0
         done = resumed
         workers = 0
-        with GpkgWriter(
-            self.output, config.layer, self.out_crs, provenance, overwrite=config.overwrite
-        ) as writer:
+        sinks = self._open_sinks()
+        with (
+            _aborting(sinks),
+            GpkgWriter(
+                self.output, config.layer, self.out_crs, provenance, overwrite=config.overwrite
+            ) as writer,
+        ):
 
             def merge(k: int, polygons: BlockPolygons, valid_pixels: int) -> None:
                 valid[k] += valid_pixels
@@ -217,7 +230,9 @@ class _Job:
 
             if manifest is not None:
                 for k in range(len(plans)):
-                    for _, polygons, valid_pixels in manifest.stored(k):
+                    for index, polygons, valid_pixels in manifest.stored(k):
+                        if sinks[k]:
+                            self._write_rasters(sinks[k], index, manifest.stored_rasters(k, index))
                         merge(k, polygons, valid_pixels)
             with self._outcomes(todo) as (outcomes, workers):
                 for (k, plan, block), outcome, error in outcomes:
@@ -230,7 +245,9 @@ class _Job:
                                 outcome.valid_pixels,
                                 outcome.seconds,
                                 outcome.worker,
+                                outcome.rasters,
                             )
+                        self._write_rasters(sinks[k], block.index, dict(outcome.rasters))
                         merge(k, outcome.polygons, outcome.valid_pixels)
                         run_pixels += _src_pixels(plan, block)
                     else:
@@ -242,42 +259,96 @@ class _Job:
                         remaining[k] -= 1
                         if remaining[k] == 0:
                             self._write(k, mergers[k].finish(), writer)
-                    elapsed = time.perf_counter() - self.started
-                    ran = done - resumed
                     self.report(
-                        progress_event(
-                            done,
-                            total,
-                            raster=plan.name,
-                            mpx_per_s=round(run_pixels / 1e6 / elapsed, 3) if elapsed else 0.0,
-                            eta_s=round(elapsed / ran * (total - done), 1) if ran else 0.0,
-                            pending_pieces=sum(m.pending for m in mergers),
-                        )
+                        self._progress(done, resumed, total, plan.name, run_pixels, mergers)
                     )
             for k in range(len(plans)):
                 if remaining[k] > 0:  # only if a block never came back; close what waits on it
                     self._write(k, mergers[k].finish(), writer)
-            writer.commit()
+            # The GeoPackage and every GeoTIFF staged complete, then renamed together.
+            moves = [(writer.stage(), writer.path)]
+            moves += [(sink.stage(), sink.target) for row in sinks for sink in row]
+            commit_all(moves)
         summary = self._summary(writer.count, total, resumed, valid, run_pixels, failed, workers)
         if manifest is not None:
             manifest.set("status", "failed blocks" if failed else "finished")
             manifest.set("summary", summary)
         self.report({"event": "done", "summary": summary})
         if failed:
-            listed = "; ".join(failed[:3])
-            if len(failed) > 3:
-                listed += f" and {len(failed) - 3} more"
-            rerun = (
-                "rerun the same command with --overwrite to retry them"
-                if self.job.job_dir
-                else "pass --job-dir DIR to retry only them"
-            )
-            raise BlocksFailed(
-                f"{len(failed)} block(s) failed twice and are missing from {self.output}: "
-                f"{listed}; {rerun}",
-                summary,
-            )
+            raise self._failed(failed, summary)
         return summary
+
+    def _open_sinks(self) -> list[list[ProbabilitySink]]:
+        """Per raster, a staged GeoTIFF for each probability/mask output (none without them)."""
+        sinks: list[list[ProbabilitySink]] = []
+        try:
+            for plan in self.plans:
+                sinks.append(
+                    [
+                        ProbabilitySink(raster_target(opt, plan.path, self.several), plan, kind)
+                        for opt, kind in self.extra_outputs
+                    ]
+                )
+        except BaseException:
+            for sink in (s for row in sinks for s in row):
+                sink.abort()
+            raise
+        return sinks
+
+    def _write_rasters(
+        self,
+        sinks: list[ProbabilitySink],
+        index: tuple[int, int],
+        values: dict[str, Any],
+    ) -> None:
+        """A block's probability/mask values into the raster's GeoTIFFs."""
+        if not sinks:
+            return
+        block = sinks[0].plan.grid.block_at(*index)
+        for sink in sinks:
+            if sink.kind not in values:
+                raise ConfigError(
+                    f"the job directory has no {sink.kind} values for block {index} of "
+                    f"{sink.plan.name}; pass --overwrite to run the job again"
+                )
+            sink.write_values(block, values[sink.kind])
+
+    def _progress(
+        self,
+        done: int,
+        resumed: int,
+        total: int,
+        name: str,
+        run_pixels: float,
+        mergers: list[BorderMerger],
+    ) -> dict[str, Any]:
+        """The progress event after ``done`` of ``total`` blocks (``resumed`` from a manifest)."""
+        elapsed = time.perf_counter() - self.started
+        ran = done - resumed
+        return progress_event(
+            done,
+            total,
+            raster=name,
+            mpx_per_s=round(run_pixels / 1e6 / elapsed, 3) if elapsed else 0.0,
+            eta_s=round(elapsed / ran * (total - done), 1) if ran else 0.0,
+            pending_pieces=sum(m.pending for m in mergers),
+        )
+
+    def _failed(self, failed: list[str], summary: dict[str, Any]) -> BlocksFailed:
+        """The one-line error for blocks that failed twice, naming how to retry them."""
+        listed = "; ".join(failed[:3])
+        if len(failed) > 3:
+            listed += f" and {len(failed) - 3} more"
+        rerun = (
+            "rerun the same command with --overwrite to retry them"
+            if self.job.job_dir
+            else "pass --job-dir DIR to retry only them"
+        )
+        return BlocksFailed(
+            f"{len(failed)} block(s) failed twice and are missing from {self.output}: "
+            f"{listed}; {rerun}",
+            summary,
+        )
 
     def _write(self, k: int, buildings: list[Any], writer: GpkgWriter) -> None:
         if buildings:
@@ -293,7 +364,10 @@ class _Job:
             return
         batch = self.config.batch_size
         if self.client is None and self.job.dask is None and self.job.workers is None:
-            yield local_outcomes(todo, self.model, self.model_sha256, batch, self.job.retries), 1
+            local = local_outcomes(
+                todo, self.model, self.model_sha256, batch, self.job.retries, self.raster_kinds
+            )
+            yield local, 1
             return
         if self.client is not None:
             client_cm: Any = contextlib.nullcontext(self.client)
@@ -303,7 +377,7 @@ class _Job:
             threads = self.job.tf_threads
             if threads is None and self.job.workers:
                 threads = local_tf_threads(self.job.workers)
-            spec = WorkerSpec(self.model, self.model_sha256, batch, threads)
+            spec = WorkerSpec(self.model, self.model_sha256, batch, threads, self.raster_kinds)
             warm_up(client, spec)
             nthreads = client.nthreads()
             inflight = max(4, self.job.inflight_per_thread * sum(nthreads.values()))
@@ -355,3 +429,14 @@ def _src_pixels(plan: RasterPlan, block: Block) -> float:
     """Raster pixels a block of the working grid stands for."""
     scale = plan.src_width * plan.src_height / (plan.width * plan.height)
     return block.width * block.height * scale
+
+
+@contextlib.contextmanager
+def _aborting(sinks: list[list[ProbabilitySink]]) -> Iterator[None]:
+    """Delete every staged GeoTIFF if the run fails (the GeoPackage writer deletes its own)."""
+    try:
+        yield
+    except BaseException:
+        for sink in (s for row in sinks for s in row):
+            sink.abort()
+        raise

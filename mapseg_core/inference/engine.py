@@ -49,6 +49,7 @@ from mapseg_core.inference.job import area_done, set_up
 from mapseg_core.inference.outputs import (
     ProbabilitySink,
     polish_options,
+    raster_outputs,
     raster_target,
     write_polished,
 )
@@ -111,11 +112,7 @@ def _tile_infer(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     paths = [str(r) for r in rasters]
-    extra_outputs = [
-        (opt, kind)
-        for opt, kind in ((config.save_probabilities, "probability"), (config.save_mask, "mask"))
-        if opt
-    ]
+    extra_outputs = raster_outputs(config)
     several = len(paths) > 1
     setup = set_up(
         paths,

@@ -19,6 +19,7 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
+from numpy.typing import NDArray
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
@@ -156,6 +157,28 @@ def _profile(width: int, height: int, transform: Affine, crs: CRS) -> dict[str, 
     }
 
 
+#: Raster outputs a run can write besides the GeoPackage: kind -> TileConfig field.
+RASTER_OUTPUTS: dict[str, str] = {"probability": "save_probabilities", "mask": "save_mask"}
+
+
+def raster_outputs(config: TileConfig) -> list[tuple[str, str]]:
+    """``(option value, kind)`` of each probability/mask GeoTIFF ``config`` asks for."""
+    return [
+        (str(getattr(config, field)), kind)
+        for kind, field in RASTER_OUTPUTS.items()
+        if getattr(config, field)
+    ]
+
+
+def sink_values(
+    kind: str, probability: NDArray[np.floating], plan: RasterPlan
+) -> NDArray[np.uint8]:
+    """What a ``kind`` GeoTIFF stores for a block's probabilities: 0..255, or the 0/1 mask."""
+    if kind == "mask":
+        return (probability >= plan.threshold).astype(np.uint8)
+    return np.rint(probability * 255.0).astype(np.uint8)
+
+
 class ProbabilitySink:
     """Writes block probabilities (or masks) to a GeoTIFF on the input grid, atomically."""
 
@@ -171,12 +194,11 @@ class ProbabilitySink:
 
     def write(self, result: BlockResult) -> None:
         assert result.probability is not None
-        p = result.probability
-        if self.kind == "mask":
-            values = (p >= self.plan.threshold).astype(np.uint8)
-        else:
-            values = np.rint(p * 255.0).astype(np.uint8)
-        self.ds.write(values, 1, window=result.block.window)
+        self.write_values(result.block, sink_values(self.kind, result.probability, self.plan))
+
+    def write_values(self, block: Any, values: NDArray[np.uint8]) -> None:
+        """Write a block's :func:`sink_values` (from a worker or a job directory)."""
+        self.ds.write(values, 1, window=block.window)
 
     def stage(self) -> Path:
         """Finish the file (resampled back, overviews) under its temporary name; returns it.
@@ -238,7 +260,10 @@ def raster_target(option: str, raster: str, several: bool) -> Path:
 
 
 __all__ = [
+    "RASTER_OUTPUTS",
     "ProbabilitySink",
+    "raster_outputs",
+    "sink_values",
     "building_scales",
     "polish_on_ground",
     "polish_options",

@@ -196,3 +196,50 @@ def test_sigkill_with_separation_then_rerun_gives_the_same_houses(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert _summary(proc)["blocks_resumed"] == done
     assert canonical(gpd.read_file(out).geometry) == expected
+
+
+def _band(path: Path):
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.transform, ds.scales
+
+
+def test_sigkill_of_a_job_writing_probabilities_and_mask_then_rerun(
+    scene_and_expected, stub_model, tmp_path
+):
+    """--save-probabilities/--save-mask with --job-dir: kill -9, rerun, tile-infer's rasters."""
+    import numpy as np
+
+    raster, expected = scene_and_expected
+    single = tmp_path / "single"
+    single.mkdir()
+    reference = _run(
+        _command(
+            raster,
+            single / "o.gpkg",
+            stub_model,
+            "--save-probabilities",
+            single / "p.tif",
+            "--save-mask",
+            single / "m.tif",
+        )
+    )
+    assert reference.returncode == 0, reference.stderr
+    out, job = tmp_path / "o.gpkg", tmp_path / "job"
+    prob, mask = tmp_path / "p.tif", tmp_path / "m.tif"
+    command = _command(
+        raster, out, stub_model, "--job-dir", job, "--save-probabilities", prob, "--save-mask", mask
+    )
+    _kill_mid_run(command, after=30)
+    done = _done_blocks(job)
+    assert 30 <= done < TOTAL
+    assert not out.exists() and not prob.exists() and not mask.exists()
+    proc = _run(command)
+    assert proc.returncode == 0, proc.stderr
+    assert _summary(proc)["blocks_resumed"] == done
+    assert canonical(gpd.read_file(out).geometry) == expected
+    for ours, theirs in ((prob, single / "p.tif"), (mask, single / "m.tif")):
+        a, b = _band(ours), _band(theirs)
+        assert np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
+    assert _band(mask)[0].max() == 1 and _band(prob)[0].max() > 200  # not empty rasters

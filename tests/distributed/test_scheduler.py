@@ -87,6 +87,36 @@ def test_dask_run_gives_the_single_process_polygons(client, big, tmp_path):
     assert _attributes(tmp_path / "o.gpkg") == _attributes(single)
 
 
+def test_dask_run_writes_the_single_process_probabilities_and_mask(client, big, tmp_path):
+    """Block values come back from the workers and land where tile-infer puts them."""
+    import numpy as np
+    import rasterio
+
+    raster, model, expected, _ = big
+    _ready(client)
+
+    def outputs(folder: Path) -> TileConfig:
+        folder.mkdir()
+        return TileConfig(
+            min_area=0.0,
+            block_size=32,
+            overlap=4,
+            save_probabilities=str(folder / "p.tif"),
+            save_mask=str(folder / "m.tif"),
+        )
+
+    tile_infer([raster], tmp_path / "single.gpkg", model, outputs(tmp_path / "single"))
+    tile_infer_job([raster], tmp_path / "o.gpkg", model, outputs(tmp_path / "dask"), client=client)
+    assert _polygons(tmp_path / "o.gpkg") == expected
+    for name in ("p.tif", "m.tif"):
+        with (
+            rasterio.open(tmp_path / "single" / name) as a,
+            rasterio.open(tmp_path / "dask" / name) as b,
+        ):
+            assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform
+            assert a.read(1).any()
+
+
 def test_a_worker_killed_mid_run_changes_nothing(client, big, tmp_path):
     raster, model, expected, single = big
     _ready(client)
