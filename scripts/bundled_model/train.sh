@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Retrain the bundled building model (v2 data: every training-licensed source at 0.3 m).
-# Building + contact channels, negatives kept, spatial splits by region (a field
-# prepare_data.py writes on every image). Run on 2 CPU cores (2026-12-02, 2026-12-03): early
-# stopping ended it at epoch 86-93 after 40-90 min; not shipped yet (docs/bundled-model.md).
-# Needs ../shared/data and ../shared/weights beside the repository.
-# The shipped buildings-b0.keras (v1, 0.5 m) was made by this script at commit 7d4d993.
+# Retrain the bundled building model (v3: every training-licensed source at 0.3 m).
+# Building + contact channels (contact weight 0.5, its Dice over the whole batch), negatives
+# kept, spatial splits by region (a field prepare_data.py writes on every image). The
+# shipped buildings-b0.keras (v3) came from this command on 2 CPU cores (2026-12-03): early
+# stopping ended it at epoch 96 after 44 min; threshold, separation threshold and minimum
+# area were then chosen on validation by building F1 (ship.py --tune; mapseg train now does
+# that itself at the end of a run). Needs ../shared/data and ../shared/weights beside the
+# repository. Then: ship.py (per-source held-out scores, provenance), heldout_rasters.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/setup.sh
@@ -19,5 +21,5 @@ SHARED=${SHARED:-../shared}
     --encoder-trainable --epochs 150 --lr-schedule constant --lr-initial 0.0005 \
     --reduce-lr-on-plateau \
     --resize-mode crop --gsd 0.3 --train-size 0.9 --split-by field:region \
-    --channels building,contact --channel-weights 1,0.25 --validation-freq 3 \
+    --channels building,contact --channel-weights 1,0.5 --validation-freq 3 \
     --checkpoint-interval 300
