@@ -120,6 +120,27 @@ def predict_probabilities(
     return out
 
 
+def model_probabilities(
+    model: Any,
+    metadata: dict[str, Any],
+    dataset: CocoDataset,
+    image_ids: Sequence[int],
+    batch_size: int = 8,
+) -> list[ImageProbabilities]:
+    """:func:`predict_probabilities` with the input size, resizing and output of the model file."""
+    train_cfg: dict[str, Any] = metadata.get("config", {}).get("train", {})
+    return predict_probabilities(
+        model,
+        dataset,
+        image_ids,
+        tuple(metadata["input_size"]),  # type: ignore[arg-type]
+        resize_mode=train_cfg.get("resize_mode", "resize"),
+        output=str(metadata.get("output", "logits")),
+        batch_size=batch_size,
+        metadata=metadata,
+    )
+
+
 def instances_from_probabilities(
     probabilities: Sequence[ImageProbabilities],
     metadata: dict[str, Any],

@@ -163,20 +163,16 @@ def _polygon_table(
     model: Any, meta: dict[str, Any], dataset: Any, ids: list[int], batch_size: int
 ) -> dict[str, float]:
     """Instance and polygon-quality figures of the polygons tile-infer would write."""
-    from mapseg_core.evaluation.model import ground_truth, polygon_scores, predict_instances
-
-    train_cfg: dict[str, Any] = meta.get("config", {}).get("train", {})
-    predictions = predict_instances(
-        model,
-        dataset,
-        ids,
-        tuple(meta["input_size"]),  # type: ignore[arg-type]
-        resize_mode=train_cfg.get("resize_mode", "resize"),
-        output=str(meta.get("output", "logits")),
-        threshold=float(meta.get("threshold", 0.5)),
-        batch_size=batch_size,
-        metadata=meta,
+    from mapseg_core.evaluation.model import (
+        ground_truth,
+        instances_from_probabilities,
+        model_probabilities,
+        polygon_scores,
     )
+
+    probabilities = model_probabilities(model, meta, dataset, ids, batch_size)
+    threshold = float(meta.get("threshold", 0.5))
+    predictions = instances_from_probabilities(probabilities, meta, threshold)
     figures, _ = polygon_scores(ground_truth(dataset, ids), predictions)
     return dict(figures)
 

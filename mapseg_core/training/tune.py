@@ -5,7 +5,7 @@ gives the best buildings: fragments around a roof count little in Dice and
 a lot in building F1@0.5 (every fragment is a false positive), and with a
 contact channel the separation threshold decides whether a house is split
 in two. :func:`tune_postprocessing` predicts the validation images once
-(:func:`~mapseg_core.evaluation.model.predict_probabilities`) and scores
+(:func:`~mapseg_core.evaluation.model.model_probabilities`) and scores
 every combination of
 
 * ``threshold``: building probability from which a pixel is a building;
@@ -103,25 +103,15 @@ def tune_postprocessing(
     from mapseg_core.evaluation.model import (
         ground_truth,
         instances_from_probabilities,
+        model_probabilities,
         polygon_scores,
-        predict_probabilities,
     )
     from mapseg_core.inference.plan import model_channels
 
     ids = [int(i) for i in image_ids]
     if not ids or not thresholds or not min_areas_m2:
         raise ValueError("tune_postprocessing needs image ids and candidates to score")
-    train_cfg: dict[str, Any] = metadata.get("config", {}).get("train", {})
-    probabilities = predict_probabilities(
-        model,
-        dataset,
-        ids,
-        tuple(metadata["input_size"]),  # type: ignore[arg-type]
-        resize_mode=train_cfg.get("resize_mode", "resize"),
-        output=str(metadata.get("output", "logits")),
-        batch_size=batch_size,
-        metadata=metadata,
-    )
+    probabilities = model_probabilities(model, metadata, dataset, ids, batch_size)
     truth = ground_truth(dataset, ids)
     _, separation = model_channels(metadata, None)
     seps: Sequence[float | None] = separation_thresholds if separation is not None else [None]
