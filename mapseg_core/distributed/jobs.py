@@ -36,7 +36,6 @@ workers never touch it, so it may live on a local disk of the client.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import sqlite3
@@ -50,21 +49,15 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
-from mapseg_core.config import TileConfig
+from mapseg_core.distributed.fingerprint import differences
 from mapseg_core.errors import ConfigError, MapsegError, OutputError
 from mapseg_core.inference.windows import Block
 from mapseg_core.vectorize.polygons import BlockPolygons, Building, Piece
 
-#: Format marker stored in the manifest.
-JOB_FORMAT = "mapseg-job"
-#: Version of the manifest schema.
-JOB_FORMAT_VERSION = 1
 #: File name of the manifest inside the job directory.
 MANIFEST = "manifest.sqlite"
 #: Lock file that keeps two runs out of one job directory.
 LOCK = "lock"
-#: TileConfig fields that are no part of the job's identity.
-UNFINGERPRINTED = ("overwrite",)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,49 +118,6 @@ def block_name(raster_name: str, block: Block) -> str:
     )
 
 
-def raster_identity(path: str) -> dict[str, Any]:
-    """Path, size and modification time of a raster: cheap, and changes when it is rewritten.
-
-    Hashing terabytes of imagery to recognise them would take longer than the
-    job; a rewritten file changes size or mtime. GDAL virtual paths
-    (``/vsis3/...``) that are not local files are identified by name only.
-    """
-    p = Path(path)
-    if not p.exists():
-        return {"path": path}
-    stat = p.stat()
-    return {"path": str(p.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def job_fingerprint(
-    config: TileConfig, model_sha256: str, rasters: Sequence[str]
-) -> dict[str, Any]:
-    """What must match for a job directory to be resumed (JSON-ready)."""
-    parameters = {k: v for k, v in dataclasses.asdict(config).items() if k not in UNFINGERPRINTED}
-    fingerprint = {
-        "format": JOB_FORMAT,
-        "format_version": JOB_FORMAT_VERSION,
-        "parameters": parameters,
-        "model_sha256": model_sha256,
-        "rasters": [raster_identity(r) for r in rasters],
-    }
-    return dict(json.loads(json.dumps(fingerprint, default=str)))
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    names = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) == new.get(key):
-            continue
-        if key == "parameters":
-            a, b = old.get(key) or {}, new.get(key) or {}
-            changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            names += [f"--{k.replace('_', '-')}" for k in changed]
-        else:
-            names.append(key.replace("_", " "))
-    return names
-
-
 class JobManifest:
     """The manifest of one job directory, opened for one run (holds its lock).
 
@@ -217,7 +167,7 @@ class JobManifest:
                 if not overwrite:
                     raise JobMismatchError(
                         f"--job-dir {job_dir} holds a job with other "
-                        f"{', '.join(_differences(stored, fingerprint))}; pass --overwrite "
+                        f"{', '.join(differences(stored, fingerprint))}; pass --overwrite "
                         "to start it again, or choose a new --job-dir"
                     )
                 conn.close()

@@ -48,16 +48,19 @@ from mapseg_core.distributed.cluster import (
     local_tf_threads,
     warm_up,
 )
+from mapseg_core.distributed.fingerprint import job_fingerprint
 from mapseg_core.distributed.inputs import expand_rasters
-from mapseg_core.distributed.jobs import BlocksFailed, JobManifest, block_name, job_fingerprint
+from mapseg_core.distributed.jobs import BlocksFailed, JobManifest, block_name
 from mapseg_core.distributed.runners import Task, dask_outcomes, local_outcomes
 from mapseg_core.errors import ConfigError, Interrupted
 from mapseg_core.inference.engine import GDAL_CACHE_BYTES
 from mapseg_core.inference.job import area_done, set_up
 from mapseg_core.inference.outputs import (
-    ProbabilitySink,
+    aborting,
+    open_sinks,
     raster_outputs,
     raster_target,
+    write_block_values,
     write_buildings,
 )
 from mapseg_core.inference.plan import RasterPlan
@@ -213,9 +216,9 @@ class _Job:
         run_pixels = 0.0
         done = resumed
         workers = 0
-        sinks = self._open_sinks()
+        sinks = open_sinks(self.plans, self.extra_outputs, self.several)
         with (
-            _aborting(sinks),
+            aborting(sinks),
             GpkgWriter(
                 self.output, config.layer, self.out_crs, provenance, overwrite=config.overwrite
             ) as writer,
@@ -232,7 +235,7 @@ class _Job:
                 for k in range(len(plans)):
                     for index, polygons, valid_pixels in manifest.stored(k):
                         if sinks[k]:
-                            self._write_rasters(sinks[k], index, manifest.stored_rasters(k, index))
+                            write_block_values(sinks[k], index, manifest.stored_rasters(k, index))
                         merge(k, polygons, valid_pixels)
             with self._outcomes(todo) as (outcomes, workers):
                 for (k, plan, block), outcome, error in outcomes:
@@ -247,7 +250,7 @@ class _Job:
                                 outcome.worker,
                                 outcome.rasters,
                             )
-                        self._write_rasters(sinks[k], block.index, dict(outcome.rasters))
+                        write_block_values(sinks[k], block.index, dict(outcome.rasters))
                         merge(k, outcome.polygons, outcome.valid_pixels)
                         run_pixels += _src_pixels(plan, block)
                     else:
@@ -277,41 +280,6 @@ class _Job:
         if failed:
             raise self._failed(failed, summary)
         return summary
-
-    def _open_sinks(self) -> list[list[ProbabilitySink]]:
-        """Per raster, a staged GeoTIFF for each probability/mask output (none without them)."""
-        sinks: list[list[ProbabilitySink]] = []
-        try:
-            for plan in self.plans:
-                sinks.append(
-                    [
-                        ProbabilitySink(raster_target(opt, plan.path, self.several), plan, kind)
-                        for opt, kind in self.extra_outputs
-                    ]
-                )
-        except BaseException:
-            for sink in (s for row in sinks for s in row):
-                sink.abort()
-            raise
-        return sinks
-
-    def _write_rasters(
-        self,
-        sinks: list[ProbabilitySink],
-        index: tuple[int, int],
-        values: dict[str, Any],
-    ) -> None:
-        """A block's probability/mask values into the raster's GeoTIFFs."""
-        if not sinks:
-            return
-        block = sinks[0].plan.grid.block_at(*index)
-        for sink in sinks:
-            if sink.kind not in values:
-                raise ConfigError(
-                    f"the job directory has no {sink.kind} values for block {index} of "
-                    f"{sink.plan.name}; pass --overwrite to run the job again"
-                )
-            sink.write_values(block, values[sink.kind])
 
     def _progress(
         self,
@@ -429,14 +397,3 @@ def _src_pixels(plan: RasterPlan, block: Block) -> float:
     """Raster pixels a block of the working grid stands for."""
     scale = plan.src_width * plan.src_height / (plan.width * plan.height)
     return block.width * block.height * scale
-
-
-@contextlib.contextmanager
-def _aborting(sinks: list[list[ProbabilitySink]]) -> Iterator[None]:
-    """Delete every staged GeoTIFF if the run fails (the GeoPackage writer deletes its own)."""
-    try:
-        yield
-    except BaseException:
-        for sink in (s for row in sinks for s in row):
-            sink.abort()
-        raise

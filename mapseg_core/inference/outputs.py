@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from rasterio.vrt import WarpedVRT
 from shapely.geometry import Polygon
 
 from mapseg_core.config import TileConfig
+from mapseg_core.errors import OutputError
 from mapseg_core.inference.blocks import BlockResult
 from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.raster import GroundScale, ground_scale
@@ -252,6 +253,57 @@ class ProbabilitySink:
             self.staged.unlink(missing_ok=True)
 
 
+def open_sinks(
+    plans: Sequence[RasterPlan], outputs: Sequence[tuple[str, str]], several: bool
+) -> list[list[ProbabilitySink]]:
+    """Per raster, a staged GeoTIFF for each ``(option, kind)`` of :func:`raster_outputs`."""
+    sinks: list[list[ProbabilitySink]] = []
+    try:
+        for plan in plans:
+            sinks.append(
+                [
+                    ProbabilitySink(raster_target(opt, plan.path, several), plan, kind)
+                    for opt, kind in outputs
+                ]
+            )
+    except BaseException:
+        for sink in (s for row in sinks for s in row):
+            sink.abort()
+        raise
+    return sinks
+
+
+def write_block_values(
+    sinks: Sequence[ProbabilitySink], index: tuple[int, int], values: dict[str, Any]
+) -> None:
+    """A block's :func:`sink_values` by kind (from a worker or a job directory) into its GeoTIFFs.
+
+    Raises:
+        OutputError: a kind is missing (a job directory written without that output).
+    """
+    if not sinks:
+        return
+    block = sinks[0].plan.grid.block_at(*index)
+    for sink in sinks:
+        if sink.kind not in values:
+            raise OutputError(
+                f"the job directory has no {sink.kind} values for block {index} of "
+                f"{sink.plan.name}; pass --overwrite to run the job again"
+            )
+        sink.write_values(block, values[sink.kind])
+
+
+@contextlib.contextmanager
+def aborting(sinks: Sequence[Sequence[ProbabilitySink]]) -> Iterator[None]:
+    """Delete every staged GeoTIFF if the run fails (the GeoPackage writer deletes its own)."""
+    try:
+        yield
+    except BaseException:
+        for sink in (s for row in sinks for s in row):
+            sink.abort()
+        raise
+
+
 def raster_target(option: str, raster: str, several: bool) -> Path:
     path = Path(option)
     if several:
@@ -262,6 +314,9 @@ def raster_target(option: str, raster: str, several: bool) -> Path:
 __all__ = [
     "RASTER_OUTPUTS",
     "ProbabilitySink",
+    "aborting",
+    "open_sinks",
+    "write_block_values",
     "raster_outputs",
     "sink_values",
     "building_scales",

@@ -7,13 +7,9 @@ import pytest
 from rasters import canonical
 
 from mapseg_core.config import TileConfig
+from mapseg_core.distributed.fingerprint import job_fingerprint
 from mapseg_core.distributed.inputs import expand_rasters
-from mapseg_core.distributed.jobs import (
-    JobBusyError,
-    JobManifest,
-    JobMismatchError,
-    job_fingerprint,
-)
+from mapseg_core.distributed.jobs import JobBusyError, JobManifest, JobMismatchError
 from mapseg_core.errors import InputFileNotFound, OutputError
 from mapseg_core.vectorize.merge import merge_blocks
 from mapseg_core.vectorize.polygons import vectorize_block
