@@ -2,7 +2,8 @@
 
 An exported file (see :mod:`mapseg_core.models.onnx_export`) is built for
 Deepness first: channels-first input ``[batch, bands, S, S]`` in 0..1 (uint8
-pixels divided by 255), sigmoid probabilities ``[batch, 1, S, S]`` out. The
+pixels divided by 255), sigmoid probabilities ``[batch, 1, S, S]`` out (and a
+``separators`` head for models with contact/boundary channels). The
 tiling engine instead feeds band-last windows in the model's own input range
 (0..255 for mapseg models) and calls ``predict_on_batch``, like a Keras model.
 :class:`OnnxModel` is that adapter: it transposes, applies the file's input
@@ -160,16 +161,18 @@ class OnnxModel:
         self.inputs = [_InputSpec((None, dims[2], dims[3], dims[1]))]
 
     def predict_on_batch(self, x: NDArray[np.floating]) -> NDArray[np.float32]:
-        """Probabilities ``(n, h, w, 1)`` of band-last windows ``x``."""
+        """Probabilities ``(n, h, w, channels)`` of band-last windows ``x`` (all output heads)."""
         nchw = np.ascontiguousarray(np.moveaxis(np.asarray(x, np.float32), -1, 1))
         if self.input_min:
             nchw -= np.float32(self.input_min)
         if self.input_scale != 1.0:
             nchw *= np.float32(self.input_scale)
-        (out,) = self.session.run(None, {self.input_name: nchw})[:1]
-        out = np.asarray(out, dtype=np.float32)
-        if out.ndim == 3:  # [B, S, S]: one class without a channel axis
-            out = out[:, None]
+        heads = []
+        for out in self.session.run(None, {self.input_name: nchw}):
+            out = np.asarray(out, dtype=np.float32)
+            heads.append(out[:, None] if out.ndim == 3 else out)  # [B, S, S]: no channel axis
+        # Building head first, then the contact/boundary head of a separating model.
+        out = heads[0] if len(heads) == 1 else np.concatenate(heads, axis=1)
         return np.moveaxis(out, 1, -1)
 
     def __call__(self, x: NDArray[np.floating]) -> NDArray[np.float32]:

@@ -4,7 +4,9 @@ One file serves two engines:
 
 * **Deepness** (the QGIS plugin, ``../shared/specs/deepness-onnx.md``) feeds
   channels-first tiles ``[batch, bands, S, S]`` of uint8 pixels divided by 255
-  and reads a sigmoid probability ``[batch, 1, S, S]``. The exported graph
+  and reads sigmoid probabilities ``[batch, 1, S, S]``, one output per head:
+  ``probability`` (building), then, for models with contact/boundary channels,
+  ``separators`` (``[batch, k, S, S]``, mapseg's separation). The exported graph
   therefore starts with a transpose and the map from 0..1 back to the model's
   own input range (0..255 for mapseg models: EfficientNet rescales inside), and
   ends with the sigmoid and a transpose. Deepness' settings are written as
@@ -46,6 +48,8 @@ DEFAULT_OPSET = 17
 #: Name of the graph's input and output.
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
+#: Second output of models with contact/boundary channels: ``[batch, k, S, S]`` sigmoid.
+SEPARATORS_NAME = "separators"
 
 
 class ExporterMissing(MapsegError, ImportError):
@@ -76,9 +80,15 @@ def deepness_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     min_area_px = float(polish["min_area_m2"]) / (gsd * gsd) if gsd > 0 else 0.0
     bands = int(meta["bands"])
     names = list(meta.get("class_names") or ["building"])
+    class_names: Any = {str(k): name for k, name in enumerate(names)}
+    extra = [c for c in (meta.get("channels") or ["building"])[1:]]
+    if extra:
+        # One sigmoid head per output (Deepness: a list of dicts, one per head): the
+        # building head first, then the channels mapseg separates touching buildings with.
+        class_names = [class_names, *({"0": name} for name in extra)]
     return {
         "model_type": "Segmentor",
-        "class_names": {str(k): name for k, name in enumerate(names)},
+        "class_names": class_names,
         "resolution": round(gsd * 100.0, 4),
         "tile_size": tile,
         "tiles_size": tile,
@@ -240,14 +250,18 @@ def _convert(model: Any, meta: dict[str, Any], tf2onnx: Any, onnx: Any, opset: i
     bands = int(meta["bands"])
     low, high = input_range(meta)
     logits = str(meta.get("output", "logits")) == "logits"
+    channels = len(meta.get("channels") or ["building"])
     spec = (tf.TensorSpec([None, bands, size[0], size[1]], tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
     def serve(image: Any) -> Any:
         x = tf.transpose(image, [0, 2, 3, 1]) * (high - low) + low
         y = model(x, training=False)
-        y = tf.sigmoid(y) if logits else y
-        return {OUTPUT_NAME: tf.transpose(y, [0, 3, 1, 2])}
+        y = tf.transpose(tf.sigmoid(y) if logits else y, [0, 3, 1, 2])
+        if channels == 1:
+            return {OUTPUT_NAME: y}
+        # Deepness reads [B, 1, S, S] sigmoid heads: building first, contact/boundary apart.
+        return {OUTPUT_NAME: y[:, :1], SEPARATORS_NAME: y[:, 1:]}
 
     constants = {
         inner.name: outer.numpy()
@@ -260,6 +274,10 @@ def _convert(model: Any, meta: dict[str, Any], tf2onnx: Any, onnx: Any, opset: i
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"tf2onnx cannot convert this model: {first[:200]}") from None
     _freeze_captures(proto, constants, onnx)
+    order = [OUTPUT_NAME, SEPARATORS_NAME]
+    outputs = sorted(proto.graph.output, key=lambda o: order.index(o.name))
+    del proto.graph.output[:]
+    proto.graph.output.extend(outputs)
     return proto
 
 

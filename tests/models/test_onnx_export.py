@@ -119,3 +119,36 @@ def test_overwrite_replaces_atomically(tmp_path):
     _, meta = _deepness_session(out)
     assert meta["tile_size"] == 32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.keras", "wide.onnx"]
+
+
+def test_a_separating_model_exports_a_building_head_and_a_contact_head(tmp_path):
+    """Deepness reads [B, 1, S, S] sigmoid heads; mapseg reads both and separates on ONNX too."""
+    import geopandas as gpd
+    from rasters import canonical, make_contact_stub_model, terrace_scene, write_raster
+
+    from mapseg_core.config import TileConfig
+    from mapseg_core.inference.engine import tile_infer
+    from mapseg_core.models.artifact import load_artifact
+
+    keras_file = make_contact_stub_model(tmp_path / "contact.keras")
+    onnx_file = tmp_path / "contact.onnx"
+    export_onnx(keras_file, onnx_file)
+    sess, meta = _deepness_session(onnx_file)
+    assert [o.name for o in sess.get_outputs()] == ["probability", "separators"]
+    assert all(o.shape[1:] == [1, 64, 64] for o in sess.get_outputs())
+    assert meta["class_names"] == [{"0": "building"}, {"0": "contact"}]
+
+    x = np.random.default_rng(2).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
+    keras_model, _ = load_artifact(keras_file)
+    onnx_model, _ = load_artifact(onnx_file)
+    expected = 1 / (1 + np.exp(-np.asarray(keras_model.predict_on_batch(x))))
+    np.testing.assert_allclose(onnx_model.predict_on_batch(x), expected, atol=1e-5)
+
+    img, _ = terrace_scene()
+    raster = write_raster(tmp_path / "terraces.tif", img)
+    layers = []
+    for model in (keras_file, onnx_file):
+        out = tmp_path / f"{model.suffix[1:]}.gpkg"
+        tile_infer([raster], out, model, TileConfig(min_area=0.0, block_size=32, overlap=4))
+        layers.append(canonical(gpd.read_file(out).geometry))
+    assert layers[0] == layers[1] and len(layers[0]) == 12  # every house of the terrace
