@@ -13,6 +13,7 @@ from rasters import canonical, make_stub_model
 
 from mapseg_core.config import TileConfig
 from mapseg_core.distributed import cluster
+from mapseg_core.distributed import threads as threads_module
 from mapseg_core.distributed.scheduler import tile_infer_job
 from mapseg_core.inference.engine import tile_infer
 
@@ -83,8 +84,8 @@ def test_two_threads_per_worker_give_the_single_process_polygons(tmp_path):
         distributed.Client(local) as client,
     ):
         summary = tile_infer_job([raster], tmp_path / "dask.gpkg", model, CONFIG, client=client)
-        threads = list(client.run(cluster.backend_threads).values())
-        cores = list(client.run(cluster.usable_cores).values())
+        threads = list(client.run(threads_module.backend_threads).values())
+        cores = list(client.run(threads_module.usable_cores).values())
         client.run(importlib.import_module, "tensorflow")
     single = gpd.read_file(tmp_path / "single.gpkg")
     dask = gpd.read_file(tmp_path / "dask.gpkg")
