@@ -48,6 +48,7 @@ from mapseg_core.inference.blocks import Prepared
 from mapseg_core.inference.job import area_done, set_up
 from mapseg_core.inference.outputs import (
     ProbabilitySink,
+    aborting,
     polish_options,
     raster_outputs,
     raster_target,
@@ -133,33 +134,29 @@ def _tile_infer(
     # Every output is staged complete under a temporary name, then all are renamed
     # together at the end (commit_all): a failure anywhere leaves none of them.
     staged: list[ProbabilitySink] = []
-    try:
-        with GpkgWriter(
+    with (
+        aborting([staged]),
+        GpkgWriter(
             setup.output, config.layer, setup.out_crs, setup.provenance(), config.overwrite
-        ) as writer:
-            for plan in plans:
-                sinks = [
-                    ProbabilitySink(raster_target(opt, plan.path, several), plan, kind)
-                    for opt, kind in extra_outputs
-                ]
-                staged += sinks
-                valid.append(
-                    _run_raster(
-                        plan, predictor, writer, sinks, config, report, started, done, total
-                    )
-                )
-                for sink in sinks:
-                    sink.stage()
-                done += len(plan.grid)
-                if valid[-1] == 0:
-                    setup.warn(f"{plan.name} is entirely nodata; no buildings from it")
-            moves = [(writer.stage(), writer.path)]
-            moves += [(sink.staged, sink.target) for sink in staged if sink.staged is not None]
-            commit_all(moves)
-    except BaseException:
-        for sink in staged:
-            sink.abort()
-        raise
+        ) as writer,
+    ):
+        for plan in plans:
+            sinks = [
+                ProbabilitySink(raster_target(opt, plan.path, several), plan, kind)
+                for opt, kind in extra_outputs
+            ]
+            staged += sinks
+            valid.append(
+                _run_raster(plan, predictor, writer, sinks, config, report, started, done, total)
+            )
+            for sink in sinks:
+                sink.stage()
+            done += len(plan.grid)
+            if valid[-1] == 0:
+                setup.warn(f"{plan.name} is entirely nodata; no buildings from it")
+        moves = [(writer.stage(), writer.path)]
+        moves += [(sink.staged, sink.target) for sink in staged if sink.staged is not None]
+        commit_all(moves)
     seconds = time.perf_counter() - started
     megapixels, km2 = area_done(plans, valid)
     summary = {

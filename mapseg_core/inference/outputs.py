@@ -258,7 +258,7 @@ def open_sinks(
 ) -> list[list[ProbabilitySink]]:
     """Per raster, a staged GeoTIFF for each ``(option, kind)`` of :func:`raster_outputs`."""
     sinks: list[list[ProbabilitySink]] = []
-    try:
+    with aborting(sinks):  # a file that cannot be created removes those already open
         for plan in plans:
             sinks.append(
                 [
@@ -266,10 +266,6 @@ def open_sinks(
                     for opt, kind in outputs
                 ]
             )
-    except BaseException:
-        for sink in (s for row in sinks for s in row):
-            sink.abort()
-        raise
     return sinks
 
 
@@ -316,9 +312,9 @@ __all__ = [
     "ProbabilitySink",
     "aborting",
     "open_sinks",
-    "write_block_values",
     "raster_outputs",
     "sink_values",
+    "write_block_values",
     "building_scales",
     "polish_on_ground",
     "polish_options",

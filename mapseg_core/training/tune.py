@@ -23,6 +23,7 @@ keeps every candidate's figures.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ def tune_postprocessing(
             probabilities, candidate_metadata(metadata, candidate), candidate.threshold
         )
         figures, _ = polygon_scores(truth, predictions)
-        scored.append(Candidate(candidate.threshold, candidate.separation_threshold, area, figures))
+        scored.append(dataclasses.replace(candidate, figures=figures))
         report(
             {"event": "progress", "done": done, "total": len(grid), "fraction": done / len(grid)}
         )
