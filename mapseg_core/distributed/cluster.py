@@ -30,9 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import rasterio
-from numpy.typing import NDArray
 
 from mapseg_core.distributed.threads import (
     local_tf_threads,
@@ -41,13 +39,12 @@ from mapseg_core.distributed.threads import (
     set_backend_threads,
 )
 from mapseg_core.errors import ConfigError, MapsegError, ModelError
-from mapseg_core.inference.blocks import BlockResult, process_block
+from mapseg_core.inference.blocks import process_block
 from mapseg_core.inference.engine import GDAL_CACHE_BYTES
-from mapseg_core.inference.outputs import sink_values
 from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.inference.predictor import Predictor
+from mapseg_core.inference.runner import BlockOutcome, outcome_of
 from mapseg_core.inference.windows import Block
-from mapseg_core.vectorize.polygons import BlockPolygons
 
 log = logging.getLogger("mapseg")
 
@@ -72,38 +69,6 @@ class WorkerSpec:
     tf_threads: int | None = None
     # Raster outputs the job writes ("probability", "mask"): their block values come back too.
     raster_kinds: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class BlockOutcome:
-    """What a worker sends back for one block: polygons, and pixels only for raster outputs."""
-
-    # Complete buildings and border pieces of the block.
-    polygons: BlockPolygons
-    # Pixels of the block holding data.
-    valid_pixels: int
-    # Seconds the worker spent on the block (model load excluded).
-    seconds: float
-    # Worker that ran it (host:pid).
-    worker: str
-    # (kind, uint8 block values) of each probability/mask GeoTIFF the job writes
-    # (:func:`~mapseg_core.inference.outputs.sink_values`); empty without them.
-    rasters: tuple[tuple[str, NDArray[np.uint8]], ...] = ()
-
-
-def outcome_of(
-    result: BlockResult,
-    plan: RasterPlan,
-    kinds: tuple[str, ...],
-    seconds: float,
-    worker: str,
-) -> BlockOutcome:
-    """A block's result as the outcome a runner yields (raster values for ``kinds``)."""
-    rasters: tuple[tuple[str, NDArray[np.uint8]], ...] = ()
-    if kinds:
-        assert result.probability is not None
-        rasters = tuple((k, sink_values(k, result.probability, plan)) for k in kinds)
-    return BlockOutcome(result.polygons, result.valid_pixels, seconds, worker, rasters)
 
 
 class _SerialModel:

@@ -1,9 +1,9 @@
 """One block: read -> normalize -> pad -> predict -> stitch -> threshold -> polygons.
 
-:func:`run_block` is the unit of work every runner executes (threads in
-:func:`~mapseg_core.inference.engine.tile_infer`, job directories, Dask
-workers); its three stages (:func:`prepare_block`, :func:`predict_block`,
-:func:`finish_block`) are what the engine overlaps across consecutive blocks.
+:func:`run_block` is the unit of work every block runner executes (the
+in-process runner of :mod:`~mapseg_core.inference.runner`, Dask workers); its
+three stages (:func:`prepare_block`, :func:`predict_block`, :func:`finish_block`)
+are what the in-process runner overlaps across consecutive blocks.
 A block's result depends on nothing but the raster, the plan and the model.
 """
 
@@ -195,7 +195,7 @@ def run_block(
     dataset (see :func:`process_block` for the path-based form), the raster's
     plan, the block, and a loaded model; its output does not depend on any
     other block, and :class:`BorderMerger` accepts the results in any order.
-    Its three stages (read, predict, vectorize) are what :func:`tile_infer`
+    Its three stages (read, predict, vectorize) are what the in-process runner
     overlaps across consecutive blocks.
     """
     prepared = prepare_block(ds, plan, block, predictor.any_size)

@@ -307,11 +307,18 @@ def raster_target(option: str, raster: str, several: bool) -> Path:
     return path
 
 
+def output_targets(config: TileConfig, paths: Sequence[str]) -> list[Path]:
+    """Every probability/mask GeoTIFF a run over ``paths`` writes (checked before it starts)."""
+    several = len(paths) > 1
+    return [raster_target(opt, p, several) for opt, _ in raster_outputs(config) for p in paths]
+
+
 __all__ = [
     "RASTER_OUTPUTS",
     "ProbabilitySink",
     "aborting",
     "open_sinks",
+    "output_targets",
     "raster_outputs",
     "sink_values",
     "write_block_values",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,11 +70,11 @@ def test_failure_between_commits_keeps_the_previous_outputs(stub_model, tmp_path
 
 
 def test_a_failed_block_leaves_no_output(stub_model, tmp_path, monkeypatch):
-    from mapseg_core.inference import blocks
+    from mapseg_core.inference import runner
 
     img, _ = scene()
     raster = write_raster(tmp_path / "scene.tif", img)
-    real = blocks.finish_block
+    real = runner.finish_block
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -82,7 +83,9 @@ def test_a_failed_block_leaves_no_output(stub_model, tmp_path, monkeypatch):
             raise RuntimeError("worker died")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(blocks, "finish_block", failing)
+    monkeypatch.setattr(runner, "finish_block", failing)  # the in-process runner's vectorize step
     with pytest.raises(RuntimeError):
         tile_infer([str(raster)], tmp_path / "o.gpkg", stub_model, _config(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+    # the pipeline's threads stopped with the run, not left to the garbage collector
+    assert not [t for t in threading.enumerate() if t.name.startswith("mapseg-")]
