@@ -211,6 +211,20 @@ class RasterPlan:
         }
 
 
+def _model_options(
+    metadata: dict[str, Any], config: TileConfig
+) -> tuple[float | None, tuple[int, int], int, float]:
+    """Working GSD (None: native), model input, window margin and threshold: option or model's."""
+    if config.gsd == "native":
+        target: float | None = None
+    else:
+        target = float(config.gsd) if config.gsd is not None else float(metadata["gsd"])
+    rows, cols = (int(v) for v in metadata["input_size"])
+    margin = config.overlap if config.overlap is not None else int(metadata["receptive_margin"])
+    threshold = config.threshold if config.threshold is not None else float(metadata["threshold"])
+    return target, (rows, cols), margin, threshold
+
+
 def plan_raster(
     path: str | os.PathLike[str], metadata: dict[str, Any], config: TileConfig
 ) -> tuple[RasterPlan, list[str]]:
@@ -240,10 +254,7 @@ def plan_raster(
         notes += _nodata_notes(src, path, config)
         gsd, metres, ground_notes = _ground(src, crs, path, config)
         notes += ground_notes
-        if config.gsd == "native":
-            target: float | None = None
-        else:
-            target = float(config.gsd) if config.gsd is not None else float(metadata["gsd"])
+        target, tile, margin, threshold = _model_options(metadata, config)
         transform, width, height = working_grid(
             src.transform,
             src.width,
@@ -252,12 +263,7 @@ def plan_raster(
             target,
             config.gsd_tolerance,
         )
-        tile = tuple(int(v) for v in metadata["input_size"])
-        margin = config.overlap if config.overlap is not None else int(metadata["receptive_margin"])
-        grid = make_grid(height, width, (tile[0], tile[1]), margin, config.block_size, config.align)
-        threshold = (
-            config.threshold if config.threshold is not None else float(metadata["threshold"])
-        )
+        grid = make_grid(height, width, tile, margin, config.block_size, config.align)
         channels, separation = model_channels(metadata, config.separate)
         provisional = RasterPlan(
             path=path,

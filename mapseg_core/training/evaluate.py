@@ -64,22 +64,10 @@ def evaluate_model(
     groups = _split_groups(dataset, split_file, splits, annotations)
     from mapseg_core.inference.onnx_runtime import is_onnx
 
-    ce_weight = float(train_cfg.get("ce_weight", 0.05))
     model, meta = load_artifact(model_path)
-    # A model with contact/boundary channels is scored on targets for all its channels
-    # (the loss it was trained with); the metrics read the building channel.
-    channels = tuple(meta.get("channels") or ("building",))
-    weights = train_cfg.get("channel_weights") or [
-        1.0 if c == "building" else 0.5 for c in channels
-    ]
     onnx = is_onnx(model_path)
     if not onnx:
-        from mapseg_core.models.losses import ComboLoss, make_metrics
-
-        model.compile(
-            loss=ComboLoss(ce_weight, channel_weights=weights if len(channels) > 1 else None),
-            metrics=make_metrics(len(channels)),
-        )
+        _compile_as_trained(model, meta, train_cfg)
     report({"event": "start", "total": len(groups), "unit": "split"})
     results: dict[str, dict[str, float]] = {}
     for done, (name, ids) in enumerate(groups.items(), start=1):
@@ -99,6 +87,25 @@ def evaluate_model(
         )
     report({"event": "done", "summary": results})
     return results
+
+
+def _compile_as_trained(model: Any, meta: dict[str, Any], train_cfg: dict[str, Any]) -> None:
+    """Compile a Keras model with the loss it was trained with, and the pixel metrics.
+
+    A model with contact/boundary channels is scored on targets for all its
+    channels; the metrics read the building channel.
+    """
+    from mapseg_core.models.losses import ComboLoss, make_metrics
+
+    channels = tuple(meta.get("channels") or ("building",))
+    weights = train_cfg.get("channel_weights") or [
+        1.0 if c == "building" else 0.5 for c in channels
+    ]
+    ce_weight = float(train_cfg.get("ce_weight", 0.05))
+    model.compile(
+        loss=ComboLoss(ce_weight, channel_weights=weights if len(channels) > 1 else None),
+        metrics=make_metrics(len(channels)),
+    )
 
 
 def _split_groups(

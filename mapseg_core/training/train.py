@@ -201,12 +201,6 @@ def _run(
 ) -> TrainResult:
     from mapseg_core.data.pipeline import make_sequences
     from mapseg_core.models import losses  # noqa: F401  (registers the loss last.keras names)
-    from mapseg_core.training.callbacks import (
-        ProgressReporter,
-        RunCheckpoint,
-        run_callbacks,
-        truncate_history,
-    )
 
     tcfg = config.train
     initial_epoch = int(state.get("epochs_done", 0))
@@ -222,22 +216,7 @@ def _run(
     steps = len(sequences["train"])
 
     model, initial_epoch = _starting_model(run_dir, config, initial_epoch, model)
-
-    def update_state(epochs_done: int, best: float) -> None:
-        state.update(epochs_done=epochs_done, best_val_loss=best if math.isfinite(best) else None)
-        write_json(run_dir / "run.json", state)
-
-    best = state.get("best_val_loss")
-    if initial_epoch > 0:
-        truncate_history(run_dir / "history.csv", initial_epoch)
-    callbacks = run_callbacks(run_dir, tcfg, initial_epoch, resume=initial_epoch > 0)
-    checkpoint = RunCheckpoint(
-        run_dir,
-        update_state,
-        best=math.inf if best is None else float(best),
-        interval=tcfg.checkpoint_interval,
-    )
-    callbacks += [checkpoint, ProgressReporter(report, initial_epoch, tcfg.epochs, steps)]
+    callbacks, checkpoint = _callbacks(run_dir, tcfg, state, initial_epoch, steps, report)
     state["status"] = "running"
     write_json(run_dir / "run.json", state)
     # Replay the uninterrupted run's sample order and augmentation on resume.
@@ -273,6 +252,40 @@ def _run(
         }
     )
     return TrainResult(run_dir, model_path, results, int(state["epochs_done"]))
+
+
+def _callbacks(
+    run_dir: Path,
+    tcfg: TrainConfig,
+    state: dict[str, Any],
+    initial_epoch: int,
+    steps: int,
+    report: Reporter,
+) -> tuple[list[Any], Any]:
+    """The run's Keras callbacks, and its checkpoint (which keeps ``run.json`` up to date)."""
+    from mapseg_core.training.callbacks import (
+        ProgressReporter,
+        RunCheckpoint,
+        run_callbacks,
+        truncate_history,
+    )
+
+    def update_state(epochs_done: int, best: float) -> None:
+        state.update(epochs_done=epochs_done, best_val_loss=best if math.isfinite(best) else None)
+        write_json(run_dir / "run.json", state)
+
+    best = state.get("best_val_loss")
+    if initial_epoch > 0:
+        truncate_history(run_dir / "history.csv", initial_epoch)
+    callbacks = run_callbacks(run_dir, tcfg, initial_epoch, resume=initial_epoch > 0)
+    checkpoint = RunCheckpoint(
+        run_dir,
+        update_state,
+        best=math.inf if best is None else float(best),
+        interval=tcfg.checkpoint_interval,
+    )
+    callbacks += [checkpoint, ProgressReporter(report, initial_epoch, tcfg.epochs, steps)]
+    return callbacks, checkpoint
 
 
 def _fit(

@@ -138,8 +138,7 @@ def _regularize_ring(
         np.array([math.cos(theta), math.sin(theta)]),
         np.array([-math.sin(theta), math.cos(theta)]),
     )
-    # Each edge as a line: (kind, unit direction, offset along the normal, length, end vertex).
-    lines: list[tuple[int, NDArray[np.float64], float, float, NDArray[np.float64]]] = []
+    lines: list[_Line] = []  # each edge as a line (see _Line)
     snapped_length = total = 0.0
     for k in range(n):
         p, q = pts[k], pts[(k + 1) % n]
@@ -177,6 +176,19 @@ def _regularize_ring(
             step = np.array([-pu[1], pu[0]]) * (1.0 if offset > po else -1.0)
             lines.append((1 - kind, step, float(np.dot(p, np.array([-step[1], step[0]]))), 0.0, p))
         lines.append((kind, u, offset, length, q))
+    _join_ends(lines, tolerance)
+    if len(lines) < 3:
+        return None, 0.0
+    return _corners(lines, tolerance), snapped_length / total if total else 0.0
+
+
+#: An edge as a line: (kind 0/1 = along the first/second axis, -1 = free; unit direction;
+#: offset along the normal; length; end vertex).
+_Line = tuple[int, NDArray[np.float64], float, float, NDArray[np.float64]]
+
+
+def _join_ends(lines: list[_Line], tolerance: float) -> None:
+    """Merge the ring's last line into its first when they are parallel and close (in place)."""
     if len(lines) > 1 and lines[0][0] >= 0 and lines[0][0] == lines[-1][0]:
         first, last = lines[0], lines[-1]
         if float(np.dot(first[1], last[1])) > 0 and abs(first[2] - last[2]) < tolerance:
@@ -184,8 +196,10 @@ def _regularize_ring(
             offset = (first[2] * first[3] + last[2] * last[3]) / w if w else first[2]
             lines[0] = (first[0], first[1], offset, w, first[4])
             lines.pop()
-    if len(lines) < 3:
-        return None, 0.0
+
+
+def _corners(lines: list[_Line], tolerance: float) -> NDArray[np.float64]:
+    """The closed ring through the intersections of consecutive lines."""
     corners = []
     for k in range(len(lines)):
         a, b = lines[k], lines[(k + 1) % len(lines)]
@@ -202,7 +216,7 @@ def _regularize_ring(
             x = a[4]
         corners.append(x)
     corners.append(corners[0])
-    return np.asarray(corners, dtype=np.float64), snapped_length / total if total else 0.0
+    return np.asarray(corners, dtype=np.float64)
 
 
 def _largest(geom: shapely.Geometry) -> Polygon | None:

@@ -98,30 +98,9 @@ def polygonize(
         values, geoms = _polygonize_gdal(odd_labels, (offset[0] + r0, offset[1] + c0))
         traced = np.where(in_odd, 0, mask).astype(np.uint8)
     if in_touching is not None:
-        group_mask = (in_touching & (traced > 0)).astype(np.uint8)
-        traced = np.where(group_mask > 0, 0, traced).astype(np.uint8)
-        _, groups = cv2.connectedComponents(group_mask, connectivity=4, ltype=cv2.CV_32S)
-        # Each group of touching buildings is cut out and the crops are stacked, one
-        # empty row apart, in one canvas: the 3x trace costs nine times the pixels, so it
-        # sees only the groups, in a single OpenCV pass.
-        boxes = scipy.ndimage.find_objects(groups)
-        if boxes:
-            width = max(cols.stop - cols.start for _, cols in boxes)
-            heights = np.array([rows.stop - rows.start for rows, _ in boxes], np.int64)
-            starts = np.concatenate([[0], np.cumsum(heights + 1)[:-1]]).astype(np.int64)
-            canvas = np.zeros((int(starts[-1] + heights[-1]), width), np.int32)
-            for g, ((rows, cols), top) in enumerate(zip(boxes, starts.tolist(), strict=True), 1):
-                own = groups[rows, cols] == g
-                canvas[top : top + own.shape[0], : own.shape[1]] = np.where(
-                    own, labels[rows, cols], 0
-                )
-            d_row = np.array([r.start for r, _ in boxes], np.int64) - starts + offset[0]
-            d_col = np.array([c.start for _, c in boxes], np.int64) + offset[1]
-            v, gs = _polygonize_cut(
-                (canvas > 0).view(np.uint8), canvas, (0, 0), (starts, d_row, d_col)
-            )
-            values += v
-            geoms += gs
+        traced, v, gs = _polygonize_touching(traced, labels, in_touching, offset)
+        values += v
+        geoms += gs
     traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
     return values + traced_values, geoms + traced_geoms
 
@@ -135,6 +114,36 @@ def _polygonize_traced(
         cv2.resize(mask, (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST), dtype=np.uint8
     )
     return _trace(up, labels, offset, 2)
+
+
+def _polygonize_touching(
+    traced: NDArray[np.uint8],
+    labels: NDArray[np.int32],
+    in_touching: NDArray[np.bool_],
+    offset: tuple[int, int],
+) -> tuple[NDArray[np.uint8], list[int], list[Polygon]]:
+    """Polygons of the labels that share an edge (traced apart at 3x), and the mask left."""
+    group_mask = (in_touching & (traced > 0)).astype(np.uint8)
+    traced = np.where(group_mask > 0, 0, traced).astype(np.uint8)
+    _, groups = cv2.connectedComponents(group_mask, connectivity=4, ltype=cv2.CV_32S)
+    # Each group of touching buildings is cut out and the crops are stacked, one
+    # empty row apart, in one canvas: the 3x trace costs nine times the pixels, so it
+    # sees only the groups, in a single OpenCV pass.
+    boxes = scipy.ndimage.find_objects(groups)
+    if boxes:
+        width = max(cols.stop - cols.start for _, cols in boxes)
+        heights = np.array([rows.stop - rows.start for rows, _ in boxes], np.int64)
+        starts = np.concatenate([[0], np.cumsum(heights + 1)[:-1]]).astype(np.int64)
+        canvas = np.zeros((int(starts[-1] + heights[-1]), width), np.int32)
+        for g, ((rows, cols), top) in enumerate(zip(boxes, starts.tolist(), strict=True), 1):
+            own = groups[rows, cols] == g
+            canvas[top : top + own.shape[0], : own.shape[1]] = np.where(own, labels[rows, cols], 0)
+        d_row = np.array([r.start for r, _ in boxes], np.int64) - starts + offset[0]
+        d_col = np.array([c.start for _, c in boxes], np.int64) + offset[1]
+        bands = (starts, d_row, d_col)
+        values, geoms = _polygonize_cut((canvas > 0).view(np.uint8), canvas, (0, 0), bands)
+        return traced, values, geoms
+    return traced, [], []
 
 
 def _polygonize_cut(
