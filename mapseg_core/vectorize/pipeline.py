@@ -108,8 +108,9 @@ def block_buildings(
     building = np.ascontiguousarray(prob[r : r + h, c : c + w])
     instances = None
     if separation is not None:
-        labels = separate(area_mask, separators, separation)
-        # The block and the one-pixel ring around it (0 beyond the raster edge).
+        # Labels are used on the block and the one-pixel ring around it (0 beyond the
+        # raster edge).
+        labels = separate(area_mask, separators, separation, core=(r - 1, c - 1, h + 2, w + 2))
         ring = np.pad(labels, 1)
         instances = ring[r : r + h + 2, c : c + w + 2]
     return vectorize_block(mask, building, block, offset, n_blocks, instances)

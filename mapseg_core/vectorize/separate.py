@@ -35,7 +35,11 @@ parent, or when both are unreached. Every kept edge is decided by data within
 ring of pixels just outside it exactly as a whole-image run would, up to the
 *names* of the labels, which are local. Inside the block, pixels with equal
 local labels are connected through kept edges (their growth paths and marker
-component lie in the window), so they are one building. Across a block
+component lie in the window), so they are one building. Runs of unreached
+pixels are connected through the block and its ring only (``core``): near the
+window's edge a pixel may look unreached because its marker is outside the
+window, and such a pixel would bridge two runs that are separate buildings
+(hypothesis found such layouts; they are examples in the tests now). Across a block
 border, a border pixel is linked to the pixel facing it when their local
 labels are equal; for every kept edge both blocks see equal labels, so both
 sides record the link and :class:`~mapseg_core.vectorize.merge.BorderMerger`
@@ -110,7 +114,12 @@ def markers_of(
     return markers
 
 
-def grow(building: NDArray[np.bool_], markers: NDArray[np.bool_], radius: int) -> NDArray[np.int32]:
+def grow(
+    building: NDArray[np.bool_],
+    markers: NDArray[np.bool_],
+    radius: int,
+    core: tuple[int, int, int, int] | None = None,
+) -> NDArray[np.int32]:
     """Local instance labels: markers grown ``radius`` steps inside ``building``.
 
     Returns ``(rows, cols)`` int32: 0 off the building, ``1..n`` for the
@@ -120,6 +129,13 @@ def grow(building: NDArray[np.bool_], markers: NDArray[np.bool_], radius: int) -
     (another window numbers them otherwise), and a pixel's label is right for
     pixels at least ``radius + 1`` from the array's edge (see the module
     docstring).
+
+    ``core`` (``row, col, height, width``): the pixels whose labels are used
+    (a block and its one-pixel ring inside its halo). Runs of unreached pixels
+    are then connected only through the core: near the array's edge a pixel
+    can look unreached only because its marker lies outside the array, and
+    such pixels would otherwise bridge two runs that are separate buildings.
+    Runs that meet outside the core are joined by the block merge instead.
     """
     building = np.asarray(building, dtype=bool)
     seeds = np.ascontiguousarray(markers & building, dtype=np.uint8)
@@ -148,10 +164,17 @@ def grow(building: NDArray[np.bool_], markers: NDArray[np.bool_], radius: int) -
         # Unreached pixels: each 4-connected run of them is a building (n + 1, n + 2, ...).
         far = np.zeros(flat.size, np.uint8)
         far[todo] = 1
-        _, runs = cv2.connectedComponents(
-            far.reshape(labels.shape), connectivity=4, ltype=cv2.CV_32S
-        )
-        flat[todo] = np.asarray(runs).ravel()[todo] + (count - 1)
+        far2d = far.reshape(labels.shape)
+        if core is not None:  # connected through the core only (in the padded frame: +1)
+            r, c, h, w = core
+            far2d[: r + 1, :] = far2d[r + 1 + h :, :] = 0
+            far2d[:, : c + 1] = far2d[:, c + 1 + w :] = 0
+        _, runs = cv2.connectedComponents(far2d, connectivity=4, ltype=cv2.CV_32S)
+        runs = np.asarray(runs).ravel()
+        # Unreached pixels outside the core (labels unused) each get one more run.
+        outside = todo[runs[todo] == 0]
+        runs[outside] = runs.max() + 1 + np.arange(outside.size, dtype=runs.dtype)
+        flat[todo] = runs[todo] + (count - 1)
     return labels[1:-1, 1:-1].copy()
 
 
@@ -159,9 +182,14 @@ def separate(
     building: NDArray[np.bool_],
     separators: NDArray[np.floating] | None,
     options: SeparationOptions,
+    core: tuple[int, int, int, int] | None = None,
 ) -> NDArray[np.int32]:
-    """:func:`grow` from :func:`markers_of`: local instance labels of a building mask."""
-    return grow(building, markers_of(building, separators, options.threshold), options.radius)
+    """:func:`grow` from :func:`markers_of`: local instance labels of a building mask.
+
+    ``core``: the block and its one-pixel ring inside the array (see :func:`grow`).
+    """
+    markers = markers_of(building, separators, options.threshold)
+    return grow(building, markers, options.radius, core)
 
 
 __all__ = ["CHANNELS", "SEPARATING", "SeparationOptions", "grow", "halo", "markers_of", "separate"]
