@@ -27,7 +27,6 @@ from shapely.geometry import Polygon
 
 from mapseg_core.config import TileConfig
 from mapseg_core.errors import OutputError
-from mapseg_core.inference.blocks import BlockResult
 from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.raster import GroundScale, ground_scale
 from mapseg_core.vectorize.gpkg import GpkgWriter, temporary_sibling
@@ -123,24 +122,6 @@ def write_polished(
             )
 
 
-def write_buildings(
-    buildings: Sequence[Building],
-    plan: RasterPlan,
-    writer: GpkgWriter,
-    config: TileConfig,
-    crs: CRS | None = None,
-) -> None:
-    """Polish finished buildings of ``plan``'s raster and add them to ``writer``.
-
-    The same polish and attributes as the single-process loop, for drivers that
-    merge blocks themselves (:mod:`mapseg_core.distributed.scheduler`), so a
-    building is written identically whichever door it came through. Pass
-    ``crs`` (``plan.crs``) when calling often: parsing the WKT costs time.
-    """
-    options = polish_options(plan, config)
-    write_polished(list(buildings), plan, writer, options, crs or plan.crs)
-
-
 def _profile(width: int, height: int, transform: Affine, crs: CRS) -> dict[str, Any]:
     """One-band uint8 tiled, deflate-compressed GeoTIFF profile of a probability/mask output."""
     return {
@@ -192,10 +173,6 @@ class ProbabilitySink:
         self.staged: Path | None = None
         profile = _profile(plan.width, plan.height, plan.transform, plan.crs)
         self.ds = rasterio.open(self.work, "w", **profile)
-
-    def write(self, result: BlockResult) -> None:
-        assert result.probability is not None
-        self.write_values(result.block, sink_values(self.kind, result.probability, self.plan))
 
     def write_values(self, block: Any, values: NDArray[np.uint8]) -> None:
         """Write a block's :func:`sink_values` (from a worker or a job directory)."""
@@ -326,6 +303,5 @@ __all__ = [
     "polish_on_ground",
     "polish_options",
     "raster_target",
-    "write_buildings",
     "write_polished",
 ]

@@ -75,7 +75,6 @@ def overlapped(
             upcoming = next(following, None)
             if upcoming is not None:
                 in_flight.append((upcoming, start(upcoming)))
-            del future
             yield outcome
     finally:
         for executor in (reader, model, finisher):

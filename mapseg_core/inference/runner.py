@@ -135,7 +135,9 @@ def local_outcomes(
                 last = time.perf_counter()
                 for task, (_, outcome, error) in zip(tasks, stream, strict=True):
                     if outcome is None and retries:
-                        outcome, error = _retried(task, predictor, retries, error, raster_kinds)
+                        outcome, error = _retried(
+                            task, predictor, retries, error, raster_kinds, worker
+                        )
                     elif outcome is not None:  # the block's share of the pipeline's wall time
                         outcome = dataclasses.replace(outcome, seconds=time.perf_counter() - last)
                     yield task, outcome, error
@@ -148,6 +150,7 @@ def _retried(
     retries: int,
     error: Exception | None,
     kinds: tuple[str, ...],
+    worker: str,
 ) -> tuple[BlockOutcome | None, Exception | None]:
     """A failed block run again up to ``retries`` times; its outcome, or the last error."""
     _, plan, block = task
@@ -159,7 +162,7 @@ def _retried(
             error = exc
             continue
         seconds = time.perf_counter() - start
-        return outcome_of(result, plan, kinds, seconds, f"local:{os.getpid()}"), None
+        return outcome_of(result, plan, kinds, seconds, worker), None
     return None, error
 
 
