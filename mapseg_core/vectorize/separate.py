@@ -141,12 +141,15 @@ def grow(
     seeds = np.ascontiguousarray(markers & building, dtype=np.uint8)
     count, found = cv2.connectedComponents(seeds, connectivity=4, ltype=cv2.CV_32S)
     # A 0 border, so every pixel has four neighbours in the flat array.
-    labels = np.pad(np.asarray(found, dtype=np.int32), 1)
-    width = labels.shape[1]
+    rows, cols = building.shape
+    labels = np.zeros((rows + 2, cols + 2), np.int32)
+    labels[1:-1, 1:-1] = found
+    width = cols + 2
     flat = labels.ravel()
     # Only the building pixels that are not markers ever change: iterate over them alone
-    # (the contact bands and rims, a small part of the block).
-    todo = np.flatnonzero(np.pad(building, 1).ravel() & (flat == 0))
+    # (the contact bands and rims, a small part of the block), at their padded index.
+    todo = np.flatnonzero(building & ~seeds.view(bool))
+    todo += width + 1 + 2 * (todo // max(cols, 1))
     # Neighbour order up, left, right, down: the first labelled one is the parent.
     shifts = np.array([-width, -1, 1, width])
     for _ in range(radius):
@@ -175,7 +178,7 @@ def grow(
         outside = todo[runs[todo] == 0]
         runs[outside] = runs.max() + 1 + np.arange(outside.size, dtype=runs.dtype)
         flat[todo] = runs[todo] + (count - 1)
-    return labels[1:-1, 1:-1].copy()
+    return labels[1:-1, 1:-1]
 
 
 def separate(

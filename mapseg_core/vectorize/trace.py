@@ -10,7 +10,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import rasterio.features
-import scipy.ndimage
 import shapely
 from affine import Affine
 from numpy.typing import NDArray
@@ -69,11 +68,12 @@ def polygonize(
             ]
         )
         odd_parts.append(near[near > 0])
-    in_touching: NDArray[np.bool_] | None = None
+    touch: NDArray[np.int32] | None = None
     if touching:
-        # Separated buildings that share an edge: traced apart at 3x (see _polygonize_cut).
-        right = (labels[:, :-1] != labels[:, 1:]) & (labels[:, :-1] > 0) & (labels[:, 1:] > 0)
-        below = (labels[:-1, :] != labels[1:, :]) & (labels[:-1, :] > 0) & (labels[1:, :] > 0)
+        # Separated buildings that share an edge: traced apart (see _polygonize_touching).
+        on = labels > 0
+        right = (labels[:, :-1] != labels[:, 1:]) & on[:, :-1] & on[:, 1:]
+        below = (labels[:-1, :] != labels[1:, :]) & on[:-1, :] & on[1:, :]
         if right.any() or below.any():
             touch = np.unique(
                 np.concatenate(
@@ -85,7 +85,6 @@ def polygonize(
                     ]
                 )
             )
-            in_touching = np.isin(labels, touch)
     if odd_parts and any(len(p) for p in odd_parts):
         odd = np.unique(np.concatenate(odd_parts))
         in_odd = np.isin(labels, odd)
@@ -97,8 +96,8 @@ def polygonize(
         odd_labels = np.where(in_odd[r0:r1, c0:c1], labels[r0:r1, c0:c1], 0).astype(np.int32)
         values, geoms = _polygonize_gdal(odd_labels, (offset[0] + r0, offset[1] + c0))
         traced = np.where(in_odd, 0, mask).astype(np.uint8)
-    if in_touching is not None:
-        traced, v, gs = _polygonize_touching(traced, labels, in_touching, offset)
+    if touch is not None:
+        traced, v, gs = _polygonize_touching(traced, labels, touch, offset)
         values += v
         geoms += gs
     traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
@@ -119,38 +118,98 @@ def _polygonize_traced(
 def _polygonize_touching(
     traced: NDArray[np.uint8],
     labels: NDArray[np.int32],
-    in_touching: NDArray[np.bool_],
+    touch: NDArray[np.int32],
     offset: tuple[int, int],
 ) -> tuple[NDArray[np.uint8], list[int], list[Polygon]]:
-    """Polygons of the labels that share an edge (traced apart at 3x), and the mask left."""
-    group_mask = (in_touching & (traced > 0)).astype(np.uint8)
-    traced = np.where(group_mask > 0, 0, traced).astype(np.uint8)
-    _, groups = cv2.connectedComponents(group_mask, connectivity=4, ltype=cv2.CV_32S)
-    # Each group of touching buildings is cut out and the crops are stacked, one
-    # empty row apart, in one canvas: the 3x trace costs nine times the pixels, so it
-    # sees only the groups, in a single OpenCV pass.
-    boxes = scipy.ndimage.find_objects(groups)
-    if boxes:
-        width = max(cols.stop - cols.start for _, cols in boxes)
-        heights = np.array([rows.stop - rows.start for rows, _ in boxes], np.int64)
-        starts = np.concatenate([[0], np.cumsum(heights + 1)[:-1]]).astype(np.int64)
-        canvas = np.zeros((int(starts[-1] + heights[-1]), width), np.int32)
-        for g, ((rows, cols), top) in enumerate(zip(boxes, starts.tolist(), strict=True), 1):
-            own = groups[rows, cols] == g
-            canvas[top : top + own.shape[0], : own.shape[1]] = np.where(own, labels[rows, cols], 0)
-        d_row = np.array([r.start for r, _ in boxes], np.int64) - starts + offset[0]
-        d_col = np.array([c.start for _, c in boxes], np.int64) + offset[1]
-        bands = (starts, d_row, d_col)
-        values, geoms = _polygonize_cut((canvas > 0).view(np.uint8), canvas, (0, 0), bands)
-        return traced, values, geoms
-    return traced, [], []
+    """Polygons of the ``touch`` labels (they share an edge with another), and the mask left.
+
+    At twice the size two touching labels would be one blob to OpenCV, so each
+    label is cut out on its own and the crops are packed in shelves, one empty
+    pixel apart, in one small canvas, which is traced at 2x in a single OpenCV
+    pass like the other buildings. A label that meets itself only at a corner
+    (a pinch once it stands alone) makes the canvas go through the 3x trace of
+    :func:`_polygonize_cut` instead, which keeps such corners apart.
+    """
+    at = np.flatnonzero(traced.view(bool))
+    ids = labels.ravel()[at]
+    table = np.zeros(int(labels.max()) + 1, bool)
+    table[touch] = True
+    chosen = table[ids]
+    at, ids = at[chosen], ids[chosen]
+    if at.size == 0:
+        return traced, [], []
+    traced = traced.copy()
+    traced.ravel()[at] = 0
+    rows, cols = np.divmod(at, labels.shape[1])
+    # Crops in label order: crop_of[k] is the crop of pixel k.
+    table[:] = False
+    table[ids] = True
+    crop_index = np.cumsum(table) - 1
+    crop_of = crop_index[ids]
+    top, left, bottom, right = _boxes(int(crop_index[-1]) + 1, crop_of, rows, cols)
+    heights, widths = bottom - top + 1, right - left + 1
+    canvas_rows, canvas_cols, spans = _shelves(heights, widths)
+    canvas = np.zeros((canvas_rows, canvas_cols), np.int32)
+    at_row, at_col = spans[:, 0], spans[:, 1]
+    canvas[at_row[crop_of] + rows - top[crop_of], at_col[crop_of] + cols - left[crop_of]] = ids
+    # Pixel corners of each crop (its box plus the right and bottom edges) -> its shift.
+    crop_at = np.zeros((canvas_rows + 1, canvas_cols + 1), np.int64)
+    for k, (r, c, h, w) in enumerate(
+        zip(at_row.tolist(), at_col.tolist(), heights.tolist(), widths.tolist(), strict=True)
+    ):
+        crop_at[r : r + h + 1, c : c + w + 1] = k
+    shifts = (crop_at, top - at_row + offset[0], left - at_col + offset[1])
+    mask = (canvas > 0).view(np.uint8)
+    a, b, c, d = mask[:-1, :-1], mask[:-1, 1:], mask[1:, :-1], mask[1:, 1:]
+    if ((a & d & ~(b | c)) | (b & c & ~(a | d))).any():
+        values, geoms = _polygonize_cut(mask, canvas, (0, 0), shifts)
+    else:
+        up = cv2.resize(mask, (2 * canvas_cols, 2 * canvas_rows), interpolation=cv2.INTER_NEAREST)
+        values, geoms = _trace(np.asarray(up, dtype=np.uint8), canvas, (0, 0), 2, shifts)
+    return traced, values, geoms
+
+
+def _boxes(
+    n: int, ids: NDArray[np.intp], rows: NDArray[np.intp], cols: NDArray[np.intp]
+) -> tuple[NDArray[np.int64], ...]:
+    """(top, left, bottom, right) of the pixels ``rows, cols`` of each of ``n`` ids ``0..n-1``."""
+    big = np.iinfo(np.int64).max
+    top, left = np.full(n, big, np.int64), np.full(n, big, np.int64)
+    bottom, right = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    np.minimum.at(top, ids, rows)
+    np.minimum.at(left, ids, cols)
+    np.maximum.at(bottom, ids, rows)
+    np.maximum.at(right, ids, cols)
+    return top, left, bottom, right
+
+
+def _shelves(
+    heights: NDArray[np.int64], widths: NDArray[np.int64]
+) -> tuple[int, int, NDArray[np.int64]]:
+    """Pack boxes, in order, left to right in shelves, one empty pixel between any two.
+
+    Returns the canvas rows and columns and each box's (row, column) in it.
+    The shelf width is about the square root of the boxes' total area, so the
+    canvas stays compact whatever mix of small and long buildings it holds.
+    """
+    area = int(((heights + 1) * (widths + 1)).sum())
+    width = max(int(widths.max()), int(area**0.5) + 1)
+    spans = np.zeros((len(heights), 2), np.int64)
+    row = col = shelf = 0
+    for k, (h, w) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
+        if col and col + w > width:
+            row, col, shelf = row + shelf + 1, 0, 0
+        spans[k] = (row, col)
+        col += w + 1
+        shelf = max(shelf, h)
+    return row + shelf, width, spans
 
 
 def _polygonize_cut(
     mask: NDArray[np.uint8],
     labels: NDArray[np.int32],
     offset: tuple[int, int],
-    bands: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
+    shifts: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
 ) -> tuple[list[int], list[Polygon]]:
     """:func:`polygonize` of labels that touch each other, by tracing at 3x.
 
@@ -173,7 +232,7 @@ def _polygonize_cut(
         mask: building pixels to trace (uint8, no pinches).
         labels: instance labels of the block.
         offset: (row, col) of ``mask[0, 0]`` in the working grid.
-        bands: for stacked crops, (first canvas row, row shift, column shift) of each.
+        shifts: for packed crops, see :func:`_trace`.
     """
     h, w = mask.shape
     lab = np.where(mask > 0, labels, 0)
@@ -194,7 +253,7 @@ def _polygonize_cut(
     # One label meeting itself only at a corner is two parts under 4-connectivity.
     grid[:-1, 2, :-1, 2] *= ~((tl > 0) & (tl == br) & (tr != tl) & (bl != tl))
     grid[:-1, 2, 1:, 0] *= ~((tr > 0) & (tr == bl) & (tl != tr) & (br != tr))
-    return _trace(up, labels, offset, 3, bands)
+    return _trace(up, labels, offset, 3, shifts)
 
 
 def _trace(
@@ -202,9 +261,14 @@ def _trace(
     labels: NDArray[np.int32],
     offset: tuple[int, int],
     scale: int,
-    bands: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
+    shifts: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None = None,
 ) -> tuple[list[int], list[Polygon]]:
-    """Outlines of an upsampled mask as pixel-edge polygons (see :func:`polygonize`)."""
+    """Outlines of an upsampled mask as pixel-edge polygons (see :func:`polygonize`).
+
+    ``shifts``: for crops packed in one canvas, (the crop each pixel corner of
+    the canvas belongs to, each crop's row shift, each crop's column shift) that
+    move its outlines back to their place.
+    """
     contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return [], []
@@ -231,12 +295,12 @@ def _trace(
     point_order = point_order[keep[point_order]]
     xy = corners[point_order].astype(np.float64)
     xy += (offset[1], offset[0])
-    if bands is not None:
-        # Stacked crops (see polygonize): each row band moves back to its own place.
-        starts, d_row, d_col = bands
-        band = np.searchsorted(starts, xy[:, 1], side="right") - 1
-        xy[:, 0] += d_col[band]
-        xy[:, 1] += d_row[band]
+    if shifts is not None:
+        # Packed crops (see _polygonize_touching): each moves back to its own place.
+        crop_at, d_row, d_col = shifts
+        crop = crop_at[corners[point_order, 1], corners[point_order, 0]]
+        xy[:, 0] += d_col[crop]
+        xy[:, 1] += d_row[crop]
     rings = shapely.linearrings(xy, indices=ring_of_point[point_order])
     polygons = shapely.polygons(rings, indices=np.cumsum(outer[order]) - 1)
     # Polygons come out ordered by their shell's contour index, as ``values`` is.
