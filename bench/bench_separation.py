@@ -7,7 +7,7 @@ merged buildings (``BorderMerger``), as tile-infer's vectorize stage does:
 
 * ``components``: threshold, :func:`vectorize_block` (4-connected components).
 * ``separated``: threshold the block *plus its halo*, :func:`separate`
-  (markers = building minus contact, grown ``radius`` px), then
+  (markers = building minus contact, grown ``radius`` px; :func:`separate_touching`), then
   :func:`vectorize_block` with the instance labels (touching buildings traced
   by GDAL, the others by OpenCV).
 
@@ -29,7 +29,7 @@ from _common import say
 
 from mapseg_core.vectorize.merge import BorderMerger
 from mapseg_core.vectorize.polygons import vectorize_block
-from mapseg_core.vectorize.separate import SeparationOptions, halo, separate
+from mapseg_core.vectorize.separate import SeparationOptions, halo, separate_touching
 
 
 def scene(size: int, terraces: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -72,14 +72,15 @@ def run(building: np.ndarray, contact: np.ndarray, block: int, options: Separati
             r0, c0 = i * block, j * block
             r1, c1 = min(size, r0 + block), min(size, c0 + block)
             mask = building[r0:r1, c0:c1] >= 0.5
-            ring = None
+            ring = touching = None
             if options is not None:
                 a0, b0 = max(0, r0 - need), max(0, c0 - need)
                 a1, b1 = min(size, r1 + need), min(size, c1 + need)
                 area = building[a0:a1, b0:b1] >= 0.5
-                labels = separate(area, contact[a0:a1, b0:b1, None], options)
+                labels, touching = separate_touching(area, contact[a0:a1, b0:b1, None], options)
                 ring = np.pad(labels, 1)[r0 - a0 : r1 - a0 + 2, c0 - b0 : c1 - b0 + 2]
-            res = vectorize_block(mask, building[r0:r1, c0:c1], (i, j), (r0, c0), (n, n), ring)
+            prob = building[r0:r1, c0:c1]
+            res = vectorize_block(mask, prob, (i, j), (r0, c0), (n, n), ring, touching)
             out += merger.add(res)
     return out + merger.finish()
 

@@ -38,7 +38,7 @@ from mapseg_core.errors import ConfigError
 from mapseg_core.vectorize.merge import merge_blocks
 from mapseg_core.vectorize.polish import PolishOptions, mean_score, pixel_area, polish
 from mapseg_core.vectorize.polygons import BlockPolygons, Building, vectorize_block
-from mapseg_core.vectorize.separate import SeparationOptions, separate
+from mapseg_core.vectorize.separate import SeparationOptions, separate_touching
 
 #: Outline styles: "clean" simplifies and squares corners, "simple" only simplifies,
 #: "pixel" keeps the pixel-exact outline (pixel corners, the mask exactly).
@@ -106,14 +106,16 @@ def block_buildings(
     r, c, h, w = core if core is not None else (0, 0, *prob.shape[:2])
     mask = area_mask[r : r + h, c : c + w]
     building = np.ascontiguousarray(prob[r : r + h, c : c + w])
-    instances = None
+    instances = touching = None
     if separation is not None:
         # Labels are used on the block and the one-pixel ring around it (0 beyond the
         # raster edge).
-        labels = separate(area_mask, separators, separation, core=(r - 1, c - 1, h + 2, w + 2))
+        labels, touching = separate_touching(
+            area_mask, separators, separation, core=(r - 1, c - 1, h + 2, w + 2)
+        )
         ring = np.pad(labels, 1)
         instances = ring[r : r + h + 2, c : c + w + 2]
-    return vectorize_block(mask, building, block, offset, n_blocks, instances)
+    return vectorize_block(mask, building, block, offset, n_blocks, instances, touching)
 
 
 def finished_polygons(

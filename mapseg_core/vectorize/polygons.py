@@ -84,6 +84,7 @@ def vectorize_block(
     offset: tuple[int, int],
     n_blocks: tuple[int, int],
     instances: NDArray[np.integer] | None = None,
+    touching: NDArray[np.integer] | None = None,
 ) -> BlockPolygons:
     """Polygons of one block's mask, split into complete buildings and border pieces.
 
@@ -101,6 +102,10 @@ def vectorize_block(
             pixel is linked to the pixel facing it only when their labels are
             equal. None: buildings are the mask's 4-connected components, as
             without separation.
+        touching: with ``instances``, labels that may share an edge with
+            another (any superset, e.g. from
+            :func:`~mapseg_core.vectorize.separate.separate_touching`); None:
+            found by scanning the block.
     """
     mask8 = np.ascontiguousarray(mask, dtype=np.uint8)
     labels, count, ring = _block_labels(mask8, instances)
@@ -119,7 +124,14 @@ def vectorize_block(
     edge_slots, neighbours = _border_slots(labels, ring, block, offset, n_blocks)
     complete: list[Building] = []
     pieces: list[Piece] = []
-    values, geoms = polygonize(mask8, labels, (row0, col0), touching=ring is not None)
+    values, geoms = polygonize(
+        mask8,
+        labels,
+        (row0, col0),
+        touching=ring is not None,
+        pixels=(fg, fg_labels),
+        candidates=touching,
+    )
     if ring is not None:
         values, geoms = _by_label(values, geoms)
     for lab, geom in zip(values, geoms, strict=True):

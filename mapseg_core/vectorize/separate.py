@@ -108,8 +108,8 @@ def markers_of(
     """
     if separators is None or separators.shape[-1] == 0:
         return building.copy()
-    markers = building.copy()
-    for k in range(separators.shape[-1]):
+    markers = building & (separators[..., 0] < threshold)
+    for k in range(1, separators.shape[-1]):
         markers &= separators[..., k] < threshold
     return markers
 
@@ -137,19 +137,31 @@ def grow(
     such pixels would otherwise bridge two runs that are separate buildings.
     Runs that meet outside the core are joined by the block merge instead.
     """
-    building = np.asarray(building, dtype=bool)
-    seeds = np.ascontiguousarray(markers & building, dtype=np.uint8)
-    count, found = cv2.connectedComponents(seeds, connectivity=4, ltype=cv2.CV_32S)
+    return _grow(building, markers, radius, core)[0]
+
+
+def _grow(
+    building: NDArray[np.bool_],
+    markers: NDArray[np.bool_],
+    radius: int,
+    core: tuple[int, int, int, int] | None = None,
+) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """:func:`grow`, and the labels that share an edge with another label.
+
+    Two 4-neighbours with different labels are never both markers (they would
+    be one marker component), so the pairs are found around the non-marker
+    pixels alone, a small part of the array.
+    """
     # A 0 border, so every pixel has four neighbours in the flat array.
-    rows, cols = building.shape
-    labels = np.zeros((rows + 2, cols + 2), np.int32)
-    labels[1:-1, 1:-1] = found
-    width = cols + 2
+    building = np.pad(np.asarray(building, dtype=bool), 1)
+    seeds = np.pad(np.asarray(markers, dtype=bool), 1) & building
+    count, found = cv2.connectedComponents(seeds.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    labels = np.asarray(found, dtype=np.int32)
+    width = labels.shape[1]
     flat = labels.ravel()
     # Only the building pixels that are not markers ever change: iterate over them alone
-    # (the contact bands and rims, a small part of the block), at their padded index.
-    todo = np.flatnonzero(building & ~seeds.view(bool))
-    todo += width + 1 + 2 * (todo // max(cols, 1))
+    # (the contact bands and rims, a small part of the block).
+    todo = non_markers = np.flatnonzero(building & ~seeds)
     # Neighbour order up, left, right, down: the first labelled one is the parent.
     shifts = np.array([-width, -1, 1, width])
     for _ in range(radius):
@@ -178,7 +190,11 @@ def grow(
         outside = todo[runs[todo] == 0]
         runs[outside] = runs.max() + 1 + np.arange(outside.size, dtype=runs.dtype)
         flat[todo] = runs[todo] + (count - 1)
-    return labels[1:-1, 1:-1]
+    own = flat[non_markers]
+    around = flat[non_markers[None, :] + shifts[:, None]]
+    other = (around > 0) & (around != own)
+    touching = np.unique(np.concatenate([own[other.any(axis=0)], around[other]]))
+    return labels[1:-1, 1:-1], touching
 
 
 def separate(
@@ -191,8 +207,31 @@ def separate(
 
     ``core``: the block and its one-pixel ring inside the array (see :func:`grow`).
     """
+    return separate_touching(building, separators, options, core)[0]
+
+
+def separate_touching(
+    building: NDArray[np.bool_],
+    separators: NDArray[np.floating] | None,
+    options: SeparationOptions,
+    core: tuple[int, int, int, int] | None = None,
+) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """:func:`separate`, and the labels that share an edge with another label.
+
+    The second array is what :func:`~mapseg_core.vectorize.polygons.vectorize_block`
+    takes as ``touching``: it spares it a scan of the block.
+    """
     markers = markers_of(building, separators, options.threshold)
-    return grow(building, markers, options.radius, core)
+    return _grow(building, markers, options.radius, core)
 
 
-__all__ = ["CHANNELS", "SEPARATING", "SeparationOptions", "grow", "halo", "markers_of", "separate"]
+__all__ = [
+    "CHANNELS",
+    "SEPARATING",
+    "SeparationOptions",
+    "grow",
+    "halo",
+    "markers_of",
+    "separate",
+    "separate_touching",
+]

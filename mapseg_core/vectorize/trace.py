@@ -21,6 +21,8 @@ def polygonize(
     labels: NDArray[np.int32],
     offset: tuple[int, int] = (0, 0),
     touching: bool = False,
+    pixels: tuple[NDArray[np.intp], NDArray[np.int32]] | None = None,
+    candidates: NDArray[np.integer] | None = None,
 ) -> tuple[list[int], list[Polygon]]:
     """Pixel-edge polygons of the 4-connected components of ``mask``, holes kept.
 
@@ -48,8 +50,12 @@ def polygonize(
     in building masks) go through GDAL instead; everything else has no
     pinch, and there 4- and 8-connectivity agree for buildings and background.
     With ``touching`` (separated buildings, see :func:`vectorize_block`),
-    labels that share an edge are traced at 3x with a gap between them
-    (:func:`_polygonize_cut`), which keeps each label's own outline.
+    each label that shares an edge with another is cut out and traced on its
+    own (:func:`_polygonize_touching`), which keeps each label's own outline.
+    ``pixels``: the flat indices of the mask's pixels and their labels, when
+    the caller has them already (spares the touching path a scan).
+    ``candidates``: with ``touching``, labels that may share an edge with
+    another (a superset; None: found by comparing neighbouring pixels).
     """
     a, b, c, d = mask[:-1, :-1], mask[:-1, 1:], mask[1:, :-1], mask[1:, 1:]
     pinch = (a & d & ~(b | c)) | (b & c & ~(a | d))
@@ -69,7 +75,9 @@ def polygonize(
         )
         odd_parts.append(near[near > 0])
     touch: NDArray[np.int32] | None = None
-    if touching:
+    if touching and candidates is not None:
+        touch = np.asarray(candidates, dtype=np.int32) if len(candidates) else None
+    elif touching:
         # Separated buildings that share an edge: traced apart (see _polygonize_touching).
         on = labels > 0
         right = (labels[:, :-1] != labels[:, 1:]) & on[:, :-1] & on[:, 1:]
@@ -96,8 +104,9 @@ def polygonize(
         odd_labels = np.where(in_odd[r0:r1, c0:c1], labels[r0:r1, c0:c1], 0).astype(np.int32)
         values, geoms = _polygonize_gdal(odd_labels, (offset[0] + r0, offset[1] + c0))
         traced = np.where(in_odd, 0, mask).astype(np.uint8)
+        pixels = None  # the odd components' pixels are gone from ``traced``
     if touch is not None:
-        traced, v, gs = _polygonize_touching(traced, labels, touch, offset)
+        traced, v, gs = _polygonize_touching(traced, labels, touch, offset, pixels)
         values += v
         geoms += gs
     traced_values, traced_geoms = _polygonize_traced(traced, labels, offset)
@@ -120,6 +129,7 @@ def _polygonize_touching(
     labels: NDArray[np.int32],
     touch: NDArray[np.int32],
     offset: tuple[int, int],
+    pixels: tuple[NDArray[np.intp], NDArray[np.int32]] | None = None,
 ) -> tuple[NDArray[np.uint8], list[int], list[Polygon]]:
     """Polygons of the ``touch`` labels (they share an edge with another), and the mask left.
 
@@ -129,10 +139,14 @@ def _polygonize_touching(
     pass like the other buildings. A label that meets itself only at a corner
     (a pinch once it stands alone) makes the canvas go through the 3x trace of
     :func:`_polygonize_cut` instead, which keeps such corners apart.
+    ``pixels``: flat indices of ``traced``'s pixels and their labels, if known.
     """
-    at = np.flatnonzero(traced.view(bool))
-    ids = labels.ravel()[at]
-    table = np.zeros(int(labels.max()) + 1, bool)
+    if pixels is None:
+        at = np.flatnonzero(traced.view(bool))
+        ids = labels.ravel()[at]
+    else:
+        at, ids = pixels
+    table = np.zeros(max(int(labels.max()), int(touch.max())) + 1, bool)
     table[touch] = True
     chosen = table[ids]
     at, ids = at[chosen], ids[chosen]
