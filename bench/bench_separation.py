@@ -3,13 +3,14 @@
     .venv/bin/python bench/bench_separation.py --size 4096 --block 1024
 
 Both turn the same building probabilities, cut into the same blocks, into
-merged buildings (``BorderMerger``), as tile-infer's vectorize stage does:
+merged buildings (``BorderMerger``) with tile-infer's vectorize stage
+(:func:`~mapseg_core.vectorize.pipeline.block_buildings`):
 
-* ``components``: threshold, :func:`vectorize_block` (4-connected components).
-* ``separated``: threshold the block *plus its halo*, :func:`separate`
-  (markers = building minus contact, grown ``radius`` px; :func:`separate_touching`), then
-  :func:`vectorize_block` with the instance labels (touching buildings traced
-  by GDAL, the others by OpenCV).
+* ``components``: threshold, 4-connected components, traced.
+* ``separated``: threshold the block *plus its halo*, separate (markers =
+  building minus contact, grown ``radius`` px), then trace the instance
+  labels (touching buildings cut out and traced one by one, the others in one
+  pass over the block).
 
 The scene: terraces of touching houses (one contact column either side of each
 party wall) in ``--terraces`` of the cells of a 192x48 px lattice, detached
@@ -28,8 +29,8 @@ import numpy as np
 from _common import say
 
 from mapseg_core.vectorize.merge import BorderMerger
-from mapseg_core.vectorize.polygons import vectorize_block
-from mapseg_core.vectorize.separate import SeparationOptions, halo, separate_touching
+from mapseg_core.vectorize.pipeline import block_buildings
+from mapseg_core.vectorize.separate import SeparationOptions, halo
 
 
 def scene(size: int, terraces: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -61,27 +62,53 @@ def scene(size: int, terraces: float = 0.5, seed: int = 0) -> tuple[np.ndarray, 
     return building, contact
 
 
-def run(building: np.ndarray, contact: np.ndarray, block: int, options: SeparationOptions | None):
+def blocks(
+    building: np.ndarray, contact: np.ndarray, block: int, need: int
+) -> list[tuple[tuple[int, int], tuple[int, int], np.ndarray, tuple[int, int, int, int]]]:
+    """Each block's (index, offset, probabilities, core) as the engine holds them.
+
+    The engine's predicted block of a separating model is one
+    ``(rows, cols, 2)`` array, building and contact, of the block plus the
+    separation halo (``need`` pixels); both runs read these same arrays.
+    """
     size = building.shape[0]
     n = -(-size // block)
-    merger = BorderMerger()
     out = []
-    need = halo(options) if options else 0
     for i in range(n):
         for j in range(n):
             r0, c0 = i * block, j * block
             r1, c1 = min(size, r0 + block), min(size, c0 + block)
-            mask = building[r0:r1, c0:c1] >= 0.5
-            ring = touching = None
-            if options is not None:
-                a0, b0 = max(0, r0 - need), max(0, c0 - need)
-                a1, b1 = min(size, r1 + need), min(size, c1 + need)
-                area = building[a0:a1, b0:b1] >= 0.5
-                labels, touching = separate_touching(area, contact[a0:a1, b0:b1, None], options)
-                ring = np.pad(labels, 1)[r0 - a0 : r1 - a0 + 2, c0 - b0 : c1 - b0 + 2]
-            prob = building[r0:r1, c0:c1]
-            res = vectorize_block(mask, prob, (i, j), (r0, c0), (n, n), ring, touching)
-            out += merger.add(res)
+            a0, b0 = max(0, r0 - need), max(0, c0 - need)
+            a1, b1 = min(size, r1 + need), min(size, c1 + need)
+            prob = np.stack([building[a0:a1, b0:b1], contact[a0:a1, b0:b1]], axis=-1)
+            out.append(((i, j), (r0, c0), prob, (r0 - a0, c0 - b0, r1 - r0, c1 - c0)))
+    return out
+
+
+def run(held: list, n: int, options: SeparationOptions | None) -> list:
+    """tile-infer's vectorize stage (:func:`block_buildings`) over the blocks, merged.
+
+    Without ``options`` each block is cut out of its halo, building channel
+    only, as the engine does when it does not separate.
+    """
+    merger = BorderMerger()
+    out = []
+    for index, offset, prob, core in held:
+        if options is None:
+            r, c, h, w = core
+            res = block_buildings(prob[r : r + h, c : c + w, 0], 0.5, index, offset, (n, n))
+        else:
+            res = block_buildings(
+                prob[..., 0],
+                0.5,
+                index,
+                offset,
+                (n, n),
+                separators=prob[..., 1:],
+                separation=options,
+                core=core,
+            )
+        out += merger.add(res)
     return out + merger.finish()
 
 
@@ -95,12 +122,14 @@ def main() -> int:
     args = parser.parse_args()
     building, contact = scene(args.size, args.terraces)
     options = SeparationOptions(radius=args.radius)
+    n = -(-args.size // args.block)
+    held = blocks(building, contact, args.block, halo(options))
     times = {"components": [], "separated": []}
     counts = {}
     for _ in range(args.repeat):  # interleaved, best of N: the machine is shared
         for name, opts in (("components", None), ("separated", options)):
             t0 = time.perf_counter()
-            found = run(building, contact, args.block, opts)
+            found = run(held, n, opts)
             times[name].append(time.perf_counter() - t0)
             counts[name] = len(found)
     best = {k: min(v) for k, v in times.items()}
