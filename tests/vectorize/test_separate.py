@@ -13,8 +13,16 @@ from rasters import canonical
 
 from mapseg_core.errors import ConfigError
 from mapseg_core.vectorize.merge import merge_blocks
+from mapseg_core.vectorize.pipeline import block_buildings
 from mapseg_core.vectorize.polygons import vectorize_block
-from mapseg_core.vectorize.separate import SeparationOptions, grow, halo, markers_of, separate
+from mapseg_core.vectorize.separate import (
+    SeparationOptions,
+    grow,
+    halo,
+    markers_of,
+    separate,
+    separate_touching,
+)
 from mapseg_core.vectorize.trace import polygonize
 
 
@@ -121,13 +129,17 @@ def _by_blocks(
             r1, c1 = min(h, r0 + block), min(w, c0 + block)
             a0, b0 = max(0, r0 - need), max(0, c0 - need)
             a1, b1 = min(h, r1 + need), min(w, c1 + need)
-            area_mask = prob[a0:a1, b0:b1] >= t
-            core = (r0 - a0 - 1, c0 - b0 - 1, r1 - r0 + 2, c1 - c0 + 2)  # block and ring
-            labels = separate(area_mask, contact[a0:a1, b0:b1, None], options, core)
-            ring = np.pad(labels, 1)[r0 - a0 : r1 - a0 + 2, c0 - b0 : c1 - b0 + 2]
-            mask = prob[r0:r1, c0:c1] >= t
             results.append(
-                vectorize_block(mask, prob[r0:r1, c0:c1], (i, j), (r0, c0), n_blocks, ring)
+                block_buildings(
+                    prob[a0:a1, b0:b1],
+                    t,
+                    (i, j),
+                    (r0, c0),
+                    n_blocks,
+                    separators=contact[a0:a1, b0:b1, None],
+                    separation=options,
+                    core=(r0 - a0, c0 - b0, r1 - r0, c1 - c0),
+                )
             )
     rng = np.random.default_rng(block)
     return merge_blocks([results[k] for k in rng.permutation(len(results))])
@@ -189,6 +201,38 @@ def test_growth_matches_the_pixel_by_pixel_rule(seed, height, width, radius):
     assert _partition(labels) == _reference_buildings(building, markers, radius)
 
 
+def _sharing_an_edge(labels: np.ndarray) -> set[int]:
+    """Labels with a 4-neighbour of another label, by comparing every pixel pair."""
+    out: set[int] = set()
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        pair = (a != b) & (a > 0) & (b > 0)
+        out |= set(a[pair].tolist()) | set(b[pair].tolist())
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    height=st.integers(5, 40),
+    width=st.integers(5, 40),
+    radius=st.integers(1, 6),
+)
+def test_separation_reports_every_label_that_shares_an_edge(seed, height, width, radius):
+    prob, contact = _random_maps(seed, height, width)
+    options = SeparationOptions(radius=radius)
+    labels, touching = separate_touching(prob >= 0.5, contact[..., None], options)
+    assert np.array_equal(labels, separate(prob >= 0.5, contact[..., None], options))
+    assert set(touching.tolist()) == _sharing_an_edge(labels)
+    # vectorize_block given them traces what it finds by scanning the block itself.
+    mask = prob >= 0.5
+    ring = np.pad(labels, 1)
+    told = vectorize_block(mask, prob, (0, 0), (0, 0), (1, 1), ring, touching)
+    scanned = vectorize_block(mask, prob, (0, 0), (0, 0), (1, 1), ring)
+    assert canonical([b.geometry for b in told.complete]) == canonical(
+        [b.geometry for b in scanned.complete]
+    )
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
@@ -235,6 +279,8 @@ def test_touching_labels_are_traced_as_gdal_polygonizes_them(seed, height, width
     mask = (labels > 0).astype(np.uint8)
     ours = polygonize(mask, labels, (3, 5), touching=True)
     gdal = _polygonize_gdal(labels, (3, 5))
+    # Told that every label may touch (a superset, as the engine may pass): the same.
+    told = polygonize(mask, labels, (3, 5), touching=True, candidates=np.unique(labels[labels > 0]))
 
     def by_label(values, geoms):
         out: dict[int, list] = {}
@@ -243,3 +289,4 @@ def test_touching_labels_are_traced_as_gdal_polygonizes_them(seed, height, width
         return {k: canonical(v) for k, v in out.items()}
 
     assert by_label(*ours) == by_label(*gdal)
+    assert by_label(*told) == by_label(*gdal)
