@@ -55,7 +55,7 @@ def export(model: Path | None, output: Path, opset: int, overwrite: bool, as_jso
     if model is None:
         from mapseg_core.models.artifact import bundled_model_path
 
-        model = bundled_model_path()
+        model = bundled_model_path("keras")
 
     def report(event: dict[str, Any]) -> None:
         if event["event"] == "start" and not is_quiet() and not as_json:

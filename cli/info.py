@@ -9,7 +9,7 @@ import click
 
 from mapseg_cli.options import json_output, verbosity
 
-_HELP = """Report the engine: version, Python, Keras backend, visible GPUs, default model.
+_HELP = """Report the engine: version, Python, Keras backend (or ONNX Runtime), GPUs, default model.
 
 \b
 $ mapseg info
@@ -17,21 +17,29 @@ $ mapseg info --json
 """
 
 
+#: ONNX Runtime execution providers that run on a GPU.
+GPU_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "TensorrtExecutionProvider",
+    "ROCMExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+)
+
+
 @click.command("info", help=_HELP)
 @json_output
 @verbosity
 def info(as_json: bool) -> None:
     from mapseg_core import __version__
-    from mapseg_core.backend import keras
     from mapseg_core.errors import ModelError
     from mapseg_core.models.artifact import bundled_model_path, read_metadata
 
     report: dict[str, object] = {
         "mapseg_version": __version__,
         "python": sys.executable,
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "gpus": _gpus(keras.backend.backend()),
+        **_runtime(),
     }
     try:
         path = bundled_model_path()
@@ -49,6 +57,47 @@ def info(as_json: bool) -> None:
         return
     for key, value in report.items():
         click.echo(f"{key}: {value}")
+
+
+def _runtime() -> dict[str, object]:
+    """The Keras backend and its GPUs; ONNX Runtime on a light engine without Keras.
+
+    Raises:
+        BackendError: neither is installed (the message names the extras).
+    """
+    from mapseg_core.models.artifact import installed
+
+    if not installed("keras") and installed("onnxruntime"):
+        import onnxruntime
+
+        providers = onnxruntime.get_available_providers()
+        return {
+            "keras_version": None,
+            "backend": "onnxruntime",
+            "backend_version": onnxruntime.__version__,
+            "gpus": [p for p in providers if p in GPU_PROVIDERS],
+        }
+    from mapseg_core.backend import keras
+
+    backend = keras.backend.backend()
+    return {
+        "keras_version": keras.__version__,
+        "backend": backend,
+        "backend_version": _version_of(backend),
+        "gpus": _gpus(backend),
+    }
+
+
+def _version_of(backend: str) -> str | None:
+    import importlib.metadata
+
+    name = {"tensorflow": "tensorflow-cpu"}.get(backend, backend)
+    for dist in (name, backend):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def _gpus(backend: str) -> list[str]:

@@ -10,6 +10,7 @@ under ``-v``.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from typing import Any
@@ -20,6 +21,36 @@ from mapseg_cli import commands
 
 # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise to a user.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+#: Optional packages -> the pyproject.toml extra that installs them (the light
+#: ``mapseg[onnx]`` install has none of ``train``'s).
+EXTRA_OF = {
+    "keras": "train",
+    "albumentations": "train",
+    "matplotlib": "train",
+    "geopandas": "train",
+    "pandas": "train",
+    "scipy": "train",
+    "onnxruntime": "onnx",
+    "tf2onnx": "export",
+    "onnx": "export",
+    "dask": "distributed",
+    "distributed": "distributed",
+}
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """The one-line fix for an optional package this install lacks, or None."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if name not in EXTRA_OF:
+        name = next((n for n in EXTRA_OF if re.search(rf"\b{n}\b", str(exc))), "")
+    if not name:
+        return None
+    return (
+        f"this command needs {name}, which this install lacks: "
+        f"pip install 'mapseg[{EXTRA_OF[name]}]'"
+    )
 
 
 class MapsegGroup(click.Group):
@@ -39,6 +70,10 @@ class MapsegGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug: still one line unless -v
+            fix = missing_extra(exc) if isinstance(exc, ImportError) else None
+            if fix is not None:  # not a bug: an optional package this install lacks
+                click.echo(f"mapseg: error: {fix}", err=True)
+                sys.exit(2)
             if any(a in ("-v", "--verbose", "-vv") for a in sys.argv):
                 traceback.print_exc()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -32,7 +32,7 @@ NOTICES_ENV = "MAPSEG_BACKEND_NOTICES"
 #: Install hint for a missing backend, named after pyproject.toml's extras.
 INSTALL_HINT = (
     "install one: pip install 'mapseg[tensorflow]' (the default backend), "
-    "or set KERAS_BACKEND=jax or torch with that package installed"
+    "or pip install 'mapseg[train]' with jax or torch and set KERAS_BACKEND to it"
 )
 
 

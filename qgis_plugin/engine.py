@@ -143,25 +143,6 @@ def engine_environment() -> dict[str, str]:
     return env
 
 
-def engine_python(executable: str) -> str | None:
-    """The Python interpreter behind a console script (its shebang, or the venv's python)."""
-    path = Path(executable)
-    if os.name == "nt":
-        candidate = path.with_name("python.exe")
-        return str(candidate) if candidate.is_file() else None
-    try:
-        with open(path, "rb") as fh:
-            first = fh.readline(4096).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-    if not first.startswith("#!"):
-        return None
-    words = shlex.split(first[2:])
-    if words and Path(words[0]).name == "env" and len(words) > 1:
-        return shutil.which(words[1])
-    return words[0] if words else None
-
-
 def _popen(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start ``cmd`` in its own process group, pipes for stdout/stderr, no console window."""
     kwargs: dict[str, Any] = {

@@ -12,6 +12,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from helpers import CocoFixture, make_coco  # noqa: E402
 
+# mapseg_core binds GDAL's SQLite (with R*Tree) before any test module imports Keras
+# or TensorFlow (see mapseg_core/__init__.py), whatever order the tests are collected in.
+import mapseg_core  # noqa: E402, F401
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -49,10 +49,21 @@ def _pins() -> dict[str, str]:
 
 
 def _requirements() -> list[Requirement]:
+    """The base dependencies and those of EXTRAS, ``mapseg[x]`` self-references expanded."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
-    for extra in EXTRAS:
-        reqs += [Requirement(r) for r in project["optional-dependencies"][extra]]
+    todo, seen = list(EXTRAS), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for line in project["optional-dependencies"][extra]:
+            req = Requirement(line)
+            if canonicalize_name(req.name) == "mapseg":
+                todo += sorted(req.extras)
+            else:
+                reqs.append(req)
     return reqs
 
 

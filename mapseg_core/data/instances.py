@@ -19,8 +19,9 @@ import shapely
 from affine import Affine
 from numpy.typing import NDArray
 from pycocotools import mask as mask_utils
-from scipy import ndimage
 from shapely.geometry import box
+
+from mapseg_core.vectorize.components import components
 
 Segmentation = Literal["polygon", "rle"]
 
@@ -154,11 +155,9 @@ def mask_instances(
     (:mod:`mapseg_core.vectorize.polygons`): two buildings touching at a corner
     stay two buildings.
     """
-    labels, count = ndimage.label(mask)
+    labels, boxes = components(mask)
     out: list[dict[str, Any]] = []
-    for k, window in enumerate(ndimage.find_objects(labels), start=1):
-        if window is None:
-            continue
+    for k, window in enumerate(boxes, start=1):
         pixels = labels[window] == k
         instance = encode_instance(
             pixels, (window[0].start, window[1].start), mask.shape, segmentation, min_pixels

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 from pycocotools import mask as mask_utils
-from scipy import ndimage
+
+from mapseg_core.vectorize.components import components
 
 
 def to_image_size(
@@ -66,15 +67,16 @@ def instances(
         One dict per building, the segmentation as compressed RLE (``counts`` a str).
     """
     prob = np.asarray(prob, dtype=np.float32)
-    labels, count = ndimage.label(prob >= threshold)
+    labels, boxes = components(prob >= threshold)
+    count = len(boxes)
     if count == 0:
         return []
     flat = labels.ravel()
     pixels = np.bincount(flat, minlength=count + 1)
     sums = np.bincount(flat, weights=prob.ravel().astype(np.float64), minlength=count + 1)
     out: list[dict[str, Any]] = []
-    for k, window in enumerate(ndimage.find_objects(labels), start=1):
-        if window is None or pixels[k] < min_pixels:
+    for k, window in enumerate(boxes, start=1):
+        if pixels[k] < min_pixels:
             continue
         full = np.zeros(prob.shape, dtype=np.uint8, order="F")
         full[window] = labels[window] == k

@@ -42,11 +42,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.util
 import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mapseg_core import __version__
 from mapseg_core.atomic import atomic_path
@@ -302,20 +303,36 @@ def load_artifact(
 
 #: File name of the building model shipped inside the package (see docs/bundled-model.md).
 BUNDLED_MODEL = "buildings-b0.keras"
+#: The same model exported to ONNX (``mapseg export``), for engines without Keras.
+BUNDLED_ONNX = "buildings-b0.onnx"
 
 
-def bundled_model_path() -> Path:
+def installed(module: str) -> bool:
+    """Whether ``module`` can be found, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def bundled_model_path(kind: Literal["auto", "keras", "onnx"] = "auto") -> Path:
     """Path of the model shipped with mapseg, used when no ``--model`` is given.
+
+    ``auto``: the ``.keras`` file where Keras is installed, else its ONNX export
+    (the light ``mapseg[onnx]`` engine has no Keras); ``keras``/``onnx``: that file.
 
     Raises:
         ModelError: this installation has no bundled model (e.g. a source
             checkout without the file); the message says to pass ``--model``.
     """
-    path = Path(__file__).resolve().parent / "bundled" / BUNDLED_MODEL
+    if kind == "auto":
+        kind = "keras" if installed("keras") else "onnx"
+    name = BUNDLED_MODEL if kind == "keras" else BUNDLED_ONNX
+    path = Path(__file__).resolve().parent / "bundled" / name
     if not path.is_file():
         raise ModelError(
             f"no bundled model in this installation ({path} is missing); "
-            "pass --model PATH to a mapseg .keras file"
+            "pass --model PATH to a mapseg .keras or .onnx file"
         )
     return path
 

@@ -20,8 +20,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import geopandas as gpd
+import numpy as np
 import pyogrio
+import pyogrio.raw
+import rasterio.warp
+import shapely
+from numpy.typing import NDArray
+from rasterio.crs import CRS
 from shapely.geometry import Polygon
 
 from mapseg_core.atomic import check_output, replace_durably
@@ -91,23 +96,28 @@ class GpkgWriter:
         """Append the buffered features to the temporary file."""
         if not self._geoms and self._created:
             return
-        frame = gpd.GeoDataFrame(
-            {c: [r.get(c) for r in self._rows] for c in COLUMNS},
-            geometry=gpd.GeoSeries(self._geoms, crs=self._crs_of_buffer or self.crs),
-        )
+        crs = CRS.from_user_input(self.crs)
+        geoms = np.asarray(self._geoms, dtype=object)
         if self._geoms and self._crs_of_buffer is not None and self._crs_of_buffer != self.crs:
-            frame = frame.to_crs(self.crs)
-        frame = frame.set_crs(self.crs, allow_override=True)
-        if not self._geoms:
-            frame = frame.astype({"id": "int64", "area_m2": "float64", "score": "float64"})
-            frame["source"] = frame["source"].astype("object")
+            geoms = _reproject(geoms, CRS.from_user_input(self._crs_of_buffer), crs)
+        columns = [
+            np.array([r["id"] for r in self._rows], dtype=np.int64),
+            np.array([r.get("area_m2") for r in self._rows], dtype=np.float64),
+            np.array([r.get("score") for r in self._rows], dtype=np.float64),
+            np.array([r.get("source") for r in self._rows], dtype=object),
+        ]
         try:
-            pyogrio.write_dataframe(
-                frame,
+            # pyogrio's raw writer takes WKB and plain arrays: no pandas/geopandas
+            # on the tile-infer path (the light ONNX install has neither).
+            pyogrio.raw.write(
                 self._tmp,
+                shapely.to_wkb(geoms),
+                columns,
+                list(COLUMNS),
                 layer=self.layer,
                 driver="GPKG",
                 geometry_type="Polygon",
+                crs=crs.to_wkt(),
                 append=self._created,
                 layer_metadata=None if self._created else self.metadata,
             )
@@ -152,3 +162,13 @@ class GpkgWriter:
     ) -> None:
         if exc is not None:
             self.abort()
+
+
+def _reproject(geoms: NDArray[np.object_], src: CRS, dst: CRS) -> NDArray[np.object_]:
+    """``geoms`` from ``src`` to ``dst`` (GDAL's transform, x/y in GIS order)."""
+
+    def move(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        xs, ys = rasterio.warp.transform(src, dst, xy[:, 0], xy[:, 1])
+        return np.column_stack([xs, ys])
+
+    return np.asarray(shapely.transform(geoms, move), dtype=object)

@@ -15,28 +15,6 @@ from qgis.core import (
 from .. import engine as engine_client
 from .algorithm import MapsegAlgorithm
 
-#: Run by the engine's own Python: the Keras backend, its version and the visible GPUs.
-#: (Used while the engine has no ``mapseg info --json`` command; see _describe().)
-PROBE = """
-import json, os
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras
-info = {"backend": keras.backend.backend(), "keras": keras.__version__, "gpus": []}
-if info["backend"] == "tensorflow":
-    import tensorflow as tf
-    info["backend_version"] = tf.__version__
-    info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-elif info["backend"] == "torch":
-    import torch
-    info["backend_version"] = torch.__version__
-    info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-elif info["backend"] == "jax":
-    import jax
-    info["backend_version"] = jax.__version__
-    info["gpus"] = [str(d) for d in jax.devices() if d.platform == "gpu"]
-print(json.dumps(info))
-"""
-
 
 class CheckEngineAlgorithm(MapsegAlgorithm):
     """Finds the engine, asks its version and backend; raises with the fix when broken."""
@@ -76,9 +54,15 @@ class CheckEngineAlgorithm(MapsegAlgorithm):
         backend = "{} {}".format(info.get("backend", "?"), info.get("backend_version", "")).strip()
         gpus = list(info.get("gpus") or [])
         feedback.pushInfo(self.tr("version: {v}").format(v=version))
-        feedback.pushInfo(
-            self.tr("backend: {b} (Keras {k})").format(b=backend, k=info.get("keras"))
-        )
+        if info.get("keras_version"):
+            feedback.pushInfo(
+                self.tr("backend: {b} (Keras {k})").format(b=backend, k=info["keras_version"])
+            )
+        else:
+            feedback.pushInfo(
+                self.tr("backend: {b} (light engine: runs .onnx models; training and .keras "
+                        "models need the Full engine)").format(b=backend)
+            )
         if gpus:
             feedback.pushInfo(self.tr("GPU: {gpus}").format(gpus=", ".join(map(str, gpus))))
         else:
@@ -110,23 +94,22 @@ class CheckEngineAlgorithm(MapsegAlgorithm):
         return proc.stdout.strip().split()[-1]
 
     def _describe(self, found: engine_client.Engine, feedback) -> dict[str, Any]:
-        """Backend and GPUs, from the engine's Python (imports the backend: seconds)."""
-        python = engine_client.engine_python(found.executable)
-        if python is None:
-            feedback.reportError(
-                self.tr("cannot tell which Python runs {exe}; backend and GPU unknown")
-                .format(exe=found.executable), False)
-            return {}
+        """Backend and GPUs: ``mapseg info --json`` (imports the backend: seconds)."""
         try:
-            proc = engine_client.run_quiet([python, "-c", PROBE], feedback, timeout=300)
+            proc = engine_client.run_quiet(
+                [found.executable, "info", "--json"], feedback, timeout=300
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             raise QgsProcessingException(self._broken(found, str(exc))) from exc
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode != 0 or not lines:
+        try:
+            info = json.loads(proc.stdout)
+        except ValueError:
+            info = None
+        if proc.returncode != 0 or not isinstance(info, dict):
             raise QgsProcessingException(
                 self._broken(found, (proc.stderr or proc.stdout).strip()[-500:])
             )
-        return dict(json.loads(lines[-1]))
+        return info
 
     def _broken(self, found: engine_client.Engine, detail: str) -> str:
         return self.tr(

@@ -28,16 +28,15 @@ from .. import engine as engine_client
 from .algorithm import MapsegAlgorithm
 
 #: Engine kinds offered, in the order of the choice. Installed sizes measured in a fresh
-#: venv (docs/onnx.md): ONNX Runtime replaces TensorFlow's 1.3 GB with 80 MB; the rest is
-#: mapseg's GDAL, OpenCV, SciPy, pandas.
+#: venv (docs/onnx.md): the light one is the tiling engine (GDAL, OpenCV) and ONNX
+#: Runtime; the full one adds Keras, TensorFlow and the training packages.
 ENGINE_KINDS = (
-    ("mapseg[onnx]", "Light: ONNX Runtime, about 1.1 GB; runs .onnx models (mapseg export)"),
+    ("mapseg[onnx]", "Light: ONNX Runtime, about 0.7 GB; runs the bundled model and .onnx files"),
     ("mapseg[tensorflow,onnx]", "Full: TensorFlow, about 2.3 GB; also trains, runs .keras"),
 )
-#: The kind chosen by default: Full, until the bundled model also ships as .onnx (the
-#: light engine cannot run the bundled .keras model, so "Segment buildings" with no
-#: model file would fail on it).
-DEFAULT_KIND = 1
+#: The kind chosen by default: Light, since the bundled model also ships as .onnx, so
+#: "Segment buildings" with no model file runs on it.
+DEFAULT_KIND = 0
 #: What pip installs by default.
 DEFAULT_PACKAGE = ENGINE_KINDS[DEFAULT_KIND][0]
 
@@ -61,15 +60,15 @@ class SetupEngineAlgorithm(MapsegAlgorithm):
     HELP = (
         "One-time setup: creates a private Python environment in your QGIS profile "
         "(mapseg/engine) and installs the mapseg engine into it with pip "
-        "(about 1 GB with TensorFlow; needs internet or a package index). QGIS's own Python "
+        "(about 0.7 GB, 2.3 GB with TensorFlow; needs internet or a package index). QGIS's "
+        "own Python "
         "is left untouched. The new engine becomes the one set in Processing options → "
         "Providers → mapseg. Run it again to upgrade.<br>"
         "<b>Python</b>: a Python 3.10 to 3.12 to build the environment with (empty: "
         "python3/python on PATH, then the Python that came with QGIS).<br>"
-        "<b>Engine</b>: <i>Full</i> (the default) installs TensorFlow, needed to train and "
-        "to run .keras models such as the bundled one; <i>Light</i> installs ONNX Runtime "
-        "instead of TensorFlow and runs only .onnx models written by mapseg export "
-        "(pass one as Model file).<br>"
+        "<b>Engine</b>: <i>Light</i> (the default) installs ONNX Runtime and runs the "
+        "bundled model and .onnx models written by mapseg export; <i>Full</i> installs "
+        "TensorFlow as well, needed to train and to run .keras models.<br>"
         "<b>Package</b>: empty for the engine chosen above, or a wheel file or a "
         "source folder to install instead.<br>"
         "<b>Extra pip arguments</b>: e.g. --index-url URL, or --no-index --find-links DIR "
@@ -157,7 +156,7 @@ class SetupEngineAlgorithm(MapsegAlgorithm):
         feedback.pushInfo(
             self.tr("installing {package} ({size}; it can take several minutes)").format(
                 package=package,
-                size=self.tr("about 2.3 GB" if "tensorflow" in package else "about 1.1 GB"),
+                size=self.tr("about 2.3 GB" if "tensorflow" in package else "about 0.7 GB"),
             )
         )
         steps = {"n": 0}

@@ -17,7 +17,8 @@ what ``mapseg train`` now does at the end of a run; for models trained
 before it) and scores and ships the tuned settings.
 
 ``--ship PATH`` writes the model there with its provenance merged into the
-metadata: the data sources with licence, credit and counts, the training
+metadata, and its ONNX export next to it (``PATH`` with ``.onnx``, for the light
+engine): the data sources with licence, credit and counts, the training
 command, and these per-source held-out scores. Nothing in it names a folder of
 this machine (the sources are named, the command is train.sh's, relative).
 """
@@ -207,6 +208,12 @@ def _score_and_ship(model: Path, args: argparse.Namespace) -> None:
 
         update_metadata(model, provenance(args.data, scores), args.ship)
         print(f"shipped {args.model} -> {args.ship}", file=sys.stderr)
+        # The same model for the light ONNX engine (tests/models/test_bundled_model.py
+        # fails when the two files are not one model).
+        from mapseg_core.models.onnx_export import export_onnx
+
+        done = export_onnx(args.ship, args.ship.with_suffix(".onnx"), overwrite=True)
+        print(f"exported {args.ship} -> {done['output']}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyogrio
 import pytest
 
 from mapseg_core.backend import keras, quiet_stderr
@@ -126,9 +127,27 @@ def test_quiet_stderr_keeps_what_the_c_level_wrote():
     assert captured == ["a C++ notice\n"]
 
 
-def test_onnx_models_run_without_keras_or_tensorflow(tmp_path, stub_onnx, scene_raster):
-    """tile-infer and evaluate on an exported .onnx model, with Keras and TensorFlow
-    made unimportable (as in a `pip install mapseg[onnx]` environment without them)."""
+#: What a `pip install mapseg[onnx]` environment lacks: the backends and the `train` extra.
+NOT_IN_LIGHT = (
+    "keras",
+    "tensorflow",
+    "jax",
+    "torch",
+    "albumentations",
+    "matplotlib",
+    "geopandas",
+    "pandas",
+    "scipy",
+    "h5py",
+)
+
+
+def test_onnx_models_run_without_keras_tensorflow_or_the_training_packages(
+    tmp_path, stub_onnx, scene_raster
+):
+    """tile-infer and evaluate on an exported .onnx model, with Keras, TensorFlow and
+    the `train` extra made unimportable (as in a `pip install mapseg[onnx]` environment);
+    a command that needs them says which extra to install."""
     from helpers import make_learnable_coco
 
     blocker = tmp_path / "sitecustomize.py"
@@ -136,7 +155,7 @@ def test_onnx_models_run_without_keras_or_tensorflow(tmp_path, stub_onnx, scene_
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch'):\n"
+        f"        if name.split('.')[0] in {NOT_IN_LIGHT!r}:\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, Block())\n"
     )
@@ -154,3 +173,34 @@ def test_onnx_models_run_without_keras_or_tensorflow(tmp_path, stub_onnx, scene_
     )
     assert code == 0, stderr
     assert backends == []
+    # The engine reports ONNX Runtime, and its default model is the bundled .onnx export.
+    out_info = subprocess.run(
+        [sys.executable, "-c", RUN_CLI, "info", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    assert out_info.returncode == 0, out_info.stderr
+    info = json.loads(out_info.stdout[: out_info.stdout.rindex("}") + 1])
+    assert info["backend"] == "onnxruntime" and info["keras_version"] is None
+    assert info["default_model"]["path"].endswith("buildings-b0.onnx")
+    # ... which tile-infer runs when no --model is given (the QGIS light engine's default).
+    demo = Path(__file__).parents[2] / "examples" / "inria-austin-sample.tif"
+    default_out = tmp_path / "default.gpkg"
+    code, stderr, backends = _run(
+        ["tile-infer", str(demo), "-o", str(default_out), "--progress", "none"], env=env
+    )
+    assert code == 0 and backends == [], stderr
+    written = pyogrio.read_info(default_out)
+    assert written["layer_metadata"]["model"].endswith("buildings-b0.onnx")
+    assert written["features"] > 10
+    # Drawing a preview needs matplotlib and geopandas (`train` extra): one line names it.
+    code, stderr, _ = _run(
+        ["preview", str(raster), str(out), "-o", str(tmp_path / "p.png")], env=env
+    )
+    assert code == 2 and not (tmp_path / "p.png").exists()
+    assert stderr.strip().splitlines() == [
+        "mapseg: error: this command needs geopandas, which this install lacks: "
+        "pip install 'mapseg[train]'"
+    ], stderr

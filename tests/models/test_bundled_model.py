@@ -66,3 +66,21 @@ def test_post_processing_is_the_validation_best_by_building_f1(meta):
     # The pixel-F1 defaults it replaced scored clearly worse on the same images.
     default = [r for r in search if (r["threshold"], r["min_area_m2"]) == (0.5, 2.0)]
     assert default and max(r["F1@0.5"] for r in default) < chosen[0]["F1@0.5"] - 0.05
+
+
+def test_the_bundled_onnx_is_the_export_of_the_bundled_keras_model(meta):
+    """The light engine's default model is the same model: exported from this very file."""
+    pytest.importorskip("onnxruntime", reason="reading .onnx metadata needs onnxruntime")
+    from mapseg_core.models.artifact import file_sha256
+
+    keras_file, onnx_file = bundled_model_path("keras"), bundled_model_path("onnx")
+    exported = read_metadata(onnx_file)
+    assert exported["onnx"]["source"] == keras_file.name
+    assert exported["onnx"]["source_sha256"] == file_sha256(keras_file), (
+        "the bundled .onnx was exported from another model: run scripts/bundled_model/ship.py "
+        "--ship, or mapseg export mapseg_core/models/bundled/buildings-b0.keras -o "
+        "mapseg_core/models/bundled/buildings-b0.onnx --overwrite"
+    )
+    same = ("gsd", "channels", "threshold", "separation", "polish", "heldout_scores")
+    assert {k: exported.get(k) for k in same} == {k: meta.get(k) for k in same}
+    assert not re.search(r'"/(work|home|root|tmp|Users)/', json.dumps(exported))

@@ -86,14 +86,14 @@ def test_a_failed_install_leaves_no_environment(qgis_app, use_engine, feedback, 
 
 
 def test_the_engine_choice_offers_light_onnx_and_full_tensorflow(qgis_app):
-    """The light engine (ONNX Runtime, no TensorFlow) and the TensorFlow one; Full is the
-    default while the bundled model is .keras only; a given wheel or folder wins."""
+    """The light engine (ONNX Runtime, no TensorFlow) and the TensorFlow one; Light is the
+    default (the bundled model ships as .onnx too); a given wheel or folder wins."""
     import qgis.utils
     from qgis.core import QgsApplication
 
     algorithm = QgsApplication.processingRegistry().algorithmById("mapseg:setupengine")
     kind = algorithm.parameterDefinition("KIND")
-    assert kind.defaultValue() == 1
+    assert kind.defaultValue() == 0
     assert kind.options()[0].startswith("Light: ONNX Runtime")
     assert "TensorFlow" in kind.options()[1] and "trains" in kind.options()[1]
     assert algorithm.parameterDefinition("PACKAGE").flags() & kind.FlagOptional
