@@ -27,6 +27,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from mapseg_core.atomic import commit_all
@@ -104,7 +105,10 @@ class _Orchestration:
         self.valid = [0] * len(self.plans)
         self.failed: list[str] = []
         self.run_pixels = 0.0
-        self.sinks: list[list[ProbabilitySink]] = []
+        # GeoTIFF outputs per raster, opened with its first block and finished with its
+        # last, so a run over many rasters holds those of the rasters in progress only.
+        self.outputs = raster_outputs(setup.config)
+        self.sinks: list[list[ProbabilitySink]] = [[] for _ in self.plans]
 
     def run(self, runner: Runner) -> dict[str, Any]:
         setup, manifest, plans = self.setup, self.manifest, self.plans
@@ -118,7 +122,6 @@ class _Orchestration:
             if block.index not in done_sets[k]
         ]
         setup.report(setup.start_event(resumed=resumed, job_dir=self.job_dir))
-        self.sinks = open_sinks(plans, raster_outputs(setup.config), len(plans) > 1)
         config = setup.config
         with (
             aborting(self.sinks),
@@ -140,7 +143,9 @@ class _Orchestration:
                 if self.remaining[k] > 0:  # a block never came back; close what waits on it
                     self._write(k, self.mergers[k].finish(), writer)
             moves = [(writer.stage(), writer.path)]
-            moves += [(sink.stage(), sink.target) for row in self.sinks for sink in row]
+            moves += [
+                (_staged(sink), sink.target) for k in range(len(plans)) for sink in self._sinks(k)
+            ]
             commit_all(moves)
         summary = self._summary(writer.count, total, resumed, workers)
         if manifest is not None:
@@ -157,9 +162,9 @@ class _Orchestration:
             return
         for k in range(len(self.plans)):
             for index, polygons, valid_pixels in self.manifest.stored(k):
-                if self.sinks[k]:
+                if self.outputs:
                     values = self.manifest.stored_rasters(k, index)
-                    write_block_values(self.sinks[k], index, values)
+                    write_block_values(self._sinks(k), index, values)
                 self._merge(k, polygons, valid_pixels, writer)
 
     def _accept(
@@ -174,7 +179,7 @@ class _Orchestration:
                 outcome.worker,
                 outcome.rasters,
             )
-        write_block_values(self.sinks[k], block.index, dict(outcome.rasters))
+        write_block_values(self._sinks(k), block.index, dict(outcome.rasters))
         self._merge(k, outcome.polygons, outcome.valid_pixels, writer)
         self.run_pixels += _src_pixels(plan, block)
 
@@ -191,7 +196,7 @@ class _Orchestration:
         self.setup.warn(f"block failed: {name}: {message}")
         self.remaining[k] -= 1
         if self.remaining[k] == 0:
-            self._write(k, self.mergers[k].finish(), writer)
+            self._finish(k, writer)
 
     def _merge(
         self, k: int, polygons: BlockPolygons, valid_pixels: int, writer: GpkgWriter
@@ -200,7 +205,19 @@ class _Orchestration:
         self.remaining[k] -= 1
         self._write(k, self.mergers[k].add(polygons), writer)
         if self.remaining[k] == 0:
-            self._write(k, self.mergers[k].finish(), writer)
+            self._finish(k, writer)
+
+    def _finish(self, k: int, writer: GpkgWriter) -> None:
+        """Raster ``k`` has all its blocks: its last buildings, and its GeoTIFFs finished."""
+        self._write(k, self.mergers[k].finish(), writer)
+        for sink in self.sinks[k]:
+            _staged(sink)
+
+    def _sinks(self, k: int) -> list[ProbabilitySink]:
+        """Raster ``k``'s GeoTIFF outputs, opened on first use."""
+        if self.outputs and not self.sinks[k]:
+            self.sinks[k] = open_sinks([self.plans[k]], self.outputs, len(self.plans) > 1)[0]
+        return self.sinks[k]
 
     def _write(self, k: int, buildings: list[Any], writer: GpkgWriter) -> None:
         write_polished(buildings, self.plans[k], writer, self.options[k], self.crs[k])
@@ -282,3 +299,8 @@ def _src_pixels(plan: RasterPlan, block: Block) -> float:
 
 
 __all__ = ["Runner", "orchestrate"]
+
+
+def _staged(sink: ProbabilitySink) -> Path:
+    """The sink's finished temporary file (finished now unless it already is)."""
+    return sink.staged if sink.staged is not None else sink.stage()

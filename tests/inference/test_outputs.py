@@ -89,3 +89,39 @@ def test_a_failed_block_leaves_no_output(stub_model, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
     # the pipeline's threads stopped with the run, not left to the garbage collector
     assert not [t for t in threading.enumerate() if t.name.startswith("mapseg-")]
+
+
+def test_each_rasters_geotiffs_are_open_only_while_it_runs(stub_model, tmp_path):
+    """Over several rasters, a raster's GeoTIFFs are opened with its first block and
+    finished (closed, overviews built) with its last, not all held open to the end."""
+    import rasterio
+
+    img, _ = scene()
+    rasters = [str(write_raster(tmp_path / f"{name}.tif", img)) for name in "abc"]
+    seen: dict[str, list[str]] = {}
+
+    def report(event: dict) -> None:
+        if event["event"] == "progress" and event["raster"] not in seen:
+            temporaries = sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name)
+            seen[event["raster"]] = temporaries
+            for name in temporaries:
+                if name.startswith((".prob_a.", ".mask_a.")) and event["raster"] == "b.tif":
+                    with rasterio.open(tmp_path / name) as ds:  # a finished file
+                        assert ds.overviews(1) == [2]
+
+    tile_infer(rasters, tmp_path / "o.gpkg", stub_model, _config(tmp_path), report=report)
+    # when b's first block is in, a's two files wait finished, b's are open, c's not yet made
+    at_b = [name.split(".tmp-")[0] for name in seen["b.tif"]]
+    assert at_b == [".mask_a", ".mask_b", ".prob_a", ".prob_b"]
+    written = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tif")
+    assert written == [
+        "a.tif",
+        "b.tif",
+        "c.tif",
+        "mask_a.tif",
+        "mask_b.tif",
+        "mask_c.tif",
+        "prob_a.tif",
+        "prob_b.tif",
+        "prob_c.tif",
+    ]
