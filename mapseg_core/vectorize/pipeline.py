@@ -110,22 +110,12 @@ def block_buildings(
     if separation is not None:
         # Labels are used on the block and the one-pixel ring around it (0 beyond the
         # raster edge).
-        labels, touching = separate_touching(
+        bordered, touching = separate_touching(
             area_mask, separators, separation, core=(r - 1, c - 1, h + 2, w + 2)
         )
-        instances = _ring(labels, (r, c, h, w))
+        # The block and its ring (the border's 0s where the block meets the raster edge).
+        instances = bordered[r : r + h + 2, c : c + w + 2]
     return vectorize_block(mask, building, block, offset, n_blocks, instances, touching)
-
-
-def _ring(labels: NDArray[np.int32], core: tuple[int, int, int, int]) -> NDArray[np.int32]:
-    """``labels`` of the block ``core`` and the one-pixel ring around it, 0 beyond the array."""
-    r, c, h, w = core
-    rows, cols = labels.shape
-    top, left = max(r - 1, 0), max(c - 1, 0)
-    bottom, right = min(r + h + 1, rows), min(c + w + 1, cols)
-    part = labels[top:bottom, left:right]
-    pads = ((top - (r - 1), r + h + 1 - bottom), (left - (c - 1), c + w + 1 - right))
-    return part if not any(any(p) for p in pads) else np.pad(part, pads)
 
 
 def finished_polygons(

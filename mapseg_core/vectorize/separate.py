@@ -137,7 +137,7 @@ def grow(
     such pixels would otherwise bridge two runs that are separate buildings.
     Runs that meet outside the core are joined by the block merge instead.
     """
-    return _grow(building, markers, radius, core)[0]
+    return _grow(building, markers, radius, core)[0][1:-1, 1:-1]
 
 
 def _grow(
@@ -146,7 +146,7 @@ def _grow(
     radius: int,
     core: tuple[int, int, int, int] | None = None,
 ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
-    """:func:`grow`, and the labels that share an edge with another label.
+    """:func:`grow` with a one-pixel 0 border, and the labels that share an edge with another.
 
     Two 4-neighbours with different labels are never both markers (they would
     be one marker component), so the pairs are found around the non-marker
@@ -194,7 +194,7 @@ def _grow(
     around = flat[non_markers[None, :] + shifts[:, None]]
     other = (around > 0) & (around != own)
     touching = np.unique(np.concatenate([own[other.any(axis=0)], around[other]]))
-    return labels[1:-1, 1:-1], touching
+    return labels, touching
 
 
 def separate(
@@ -207,7 +207,7 @@ def separate(
 
     ``core``: the block and its one-pixel ring inside the array (see :func:`grow`).
     """
-    return separate_touching(building, separators, options, core)[0]
+    return separate_touching(building, separators, options, core)[0][1:-1, 1:-1]
 
 
 def separate_touching(
@@ -216,10 +216,12 @@ def separate_touching(
     options: SeparationOptions,
     core: tuple[int, int, int, int] | None = None,
 ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
-    """:func:`separate`, and the labels that share an edge with another label.
+    """:func:`separate` with a one-pixel 0 border, and the labels that share an edge with another.
 
-    The second array is what :func:`~mapseg_core.vectorize.polygons.vectorize_block`
-    takes as ``touching``: it spares it a scan of the block.
+    The border is what a block's ring of labels holds beyond the raster's edge
+    (see :func:`~mapseg_core.vectorize.pipeline.block_buildings`); the second
+    array is what :func:`~mapseg_core.vectorize.polygons.vectorize_block` takes as
+    ``touching``: it spares it a scan of the block.
     """
     markers = markers_of(building, separators, options.threshold)
     return _grow(building, markers, options.radius, core)
