@@ -148,8 +148,10 @@ def test_interrupted_cli_run_resumes(tmp_path, learnable, sig, code):
         str(run),
         "--preset",
         "tiny",
+        # Far more epochs than it runs: on a loaded machine this process can be slow to
+        # read the first epoch line, and a short run could finish before the signal.
         "--epochs",
-        "30",
+        "1000",
         "--batch-size",
         "4",
         "--workers",
