@@ -83,9 +83,9 @@ class SegmentBuildingsAlgorithm(MapsegAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
-                self.tr("Model file (.keras; empty: the bundled building model)"),
+                self.tr("Model file (.keras or .onnx; empty: the bundled building model)"),
                 behavior=QgsProcessingParameterFile.File,
-                fileFilter=self.tr("mapseg models (*.keras)"),
+                fileFilter=self.tr("mapseg models (*.keras *.onnx)"),
                 optional=True,
             )
         )

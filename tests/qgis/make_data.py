@@ -23,7 +23,6 @@ def main(out: Path) -> dict[str, str]:
     paths = {
         "model": make_stub_model(out / "stub.keras"),
         "scene": write_raster(out / "scene.tif", img),
-        # The same scene 1 km east, flipped: a second raster for the batch tests.
         # The scene flipped and 1 km east: a second raster for the batch tests.
         "scene_east": write_raster(
             out / "scene_east.tif",
@@ -33,6 +32,10 @@ def main(out: Path) -> dict[str, str]:
         # Large enough that a 64 px block layout takes many seconds: the cancel test.
         "big": write_raster(out / "big.tif", np.tile(img, (1, 13, 10))),
     }
+    # The stub exported for the light (ONNX Runtime) engine.
+    from mapseg_core.models.onnx_export import export_onnx
+
+    paths["onnx_model"] = Path(export_onnx(paths["model"], out / "stub.onnx")["output"])
     notes = out / "notes.tif"
     notes.write_text("not a raster")
     fake = out / "fake.keras"

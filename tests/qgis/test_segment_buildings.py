@@ -68,6 +68,23 @@ def test_same_polygons_as_the_cli(qgis_app, data, engine, feedback, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_an_onnx_model_gives_the_keras_models_polygons(qgis_app, data, feedback, tmp_path):
+    """The file dialog offers .onnx models (what the light engine runs): same buildings."""
+    import processing
+    from qgis.core import QgsApplication
+
+    algorithm = QgsApplication.processingRegistry().algorithmById(ALG)
+    assert "*.onnx" in algorithm.parameterDefinition("MODEL").fileFilter()
+    runs = {}
+    for kind in ("model", "onnx_model"):
+        out = tmp_path / f"{kind}.gpkg"
+        result = processing.run(
+            ALG, _params(data["scene"], data[kind], out, MIN_AREA=0.0), feedback=feedback
+        )
+        runs[kind] = read_layer(result["OUTPUT"])
+    assert runs["onnx_model"] == runs["model"] and len(runs["model"]) == int(data["buildings"])
+
+
 @pytest.mark.realdata
 def test_massachusetts_same_as_the_cli(qgis_app, data, engine, feedback, tmp_path):
     if not MASSACHUSETTS.is_file():
