@@ -41,11 +41,17 @@ EXTRA_OF = {
 
 
 def missing_extra(exc: ImportError) -> str | None:
-    """The one-line fix for an optional package this install lacks, or None."""
+    """The one-line fix for an optional package this install lacks, or None.
+
+    A missing module (``ModuleNotFoundError``), or a library saying it needs one
+    (pyogrio: "geopandas is required to use ..."); not a package that is there
+    but broken.
+    """
     name = (getattr(exc, "name", None) or "").split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or name not in EXTRA_OF:
+        said = re.match(r"(\w+) is required\b", str(exc))
+        name = said.group(1) if said else ""
     if name not in EXTRA_OF:
-        name = next((n for n in EXTRA_OF if re.search(rf"\b{n}\b", str(exc))), "")
-    if not name:
         return None
     return (
         f"this command needs {name}, which this install lacks: "

@@ -204,3 +204,16 @@ def test_onnx_models_run_without_keras_tensorflow_or_the_training_packages(
         "mapseg: error: this command needs geopandas, which this install lacks: "
         "pip install 'mapseg[train]'"
     ], stderr
+
+
+def test_a_missing_extra_is_named_but_a_broken_package_is_not():
+    from mapseg_cli.main import missing_extra
+
+    fix = missing_extra(ModuleNotFoundError("No module named 'scipy'", name="scipy"))
+    assert fix == "this command needs scipy, which this install lacks: pip install 'mapseg[train]'"
+    said = ImportError("geopandas is required to use pyogrio.read_dataframe()")  # pyogrio's words
+    assert missing_extra(said) is not None and "mapseg[train]" in missing_extra(said)
+    assert "mapseg[distributed]" in missing_extra(ModuleNotFoundError("x", name="dask.distributed"))
+    # installed but broken, or not ours: an internal error with its traceback under -v
+    assert missing_extra(ImportError("cannot import name 'x' from 'pandas'", name="pandas")) is None
+    assert missing_extra(ModuleNotFoundError("No module named 'foo'", name="foo")) is None
