@@ -298,9 +298,9 @@ def _src_pixels(plan: RasterPlan, block: Block) -> float:
     return block.width * block.height * scale
 
 
-__all__ = ["Runner", "orchestrate"]
-
-
 def _staged(sink: ProbabilitySink) -> Path:
     """The sink's finished temporary file (finished now unless it already is)."""
     return sink.staged if sink.staged is not None else sink.stage()
+
+
+__all__ = ["Runner", "orchestrate"]
