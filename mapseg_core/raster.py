@@ -21,6 +21,7 @@ import numpy as np
 import pyproj
 import rasterio
 import rasterio.errors
+import shapely
 from affine import Affine
 from numpy.typing import ArrayLike, NDArray
 from rasterio.crs import CRS
@@ -126,6 +127,16 @@ def unit_metres(crs: CRS) -> float:
         return float(crs.linear_units_factor[1])
     except Exception:  # CRSs without a linear unit (geographic, engineering): metres
         return 1.0
+
+
+def reproject_geometries(geometries: ArrayLike, src: Any, dst: Any) -> NDArray[np.object_]:
+    """Shapely geometries from CRS ``src`` to ``dst`` (anything pyproj reads), x/y in GIS order."""
+    transformer = pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+    def move(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+
+    return np.asarray(shapely.transform(np.asarray(geometries, dtype=object), move), dtype=object)
 
 
 @functools.lru_cache(maxsize=32)

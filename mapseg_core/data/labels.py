@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 from shapely.geometry import Polygon
 
 from mapseg_core.errors import InputError
-from mapseg_core.raster import parse_crs
+from mapseg_core.raster import parse_crs, reproject_geometries
 
 #: File suffixes read as raster masks; anything else is read as a vector layer.
 MASK_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".png")
@@ -123,16 +123,8 @@ def read_label_polygons(
             f"labels {path} have no polygon near the raster (only points or lines); "
             "pass building footprint polygons"
         )
-    from pyproj import Transformer
-
     if crs != raster_crs:
-        transformer = Transformer.from_crs(crs, raster_crs, always_xy=True)
-        polygons = list(
-            shapely.transform(
-                np.asarray(polygons, dtype=object),
-                lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])),
-            )
-        )
+        polygons = list(reproject_geometries(polygons, crs, raster_crs))
     return polygons
 
 

@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 import pyogrio
 import pyogrio.raw
-import rasterio.warp
 import shapely
-from numpy.typing import NDArray
 from rasterio.crs import CRS
 from shapely.geometry import Polygon
 
 from mapseg_core.atomic import check_output, replace_durably
 from mapseg_core.errors import OutputError
+from mapseg_core.raster import reproject_geometries
 
 #: Attribute columns of the building layer, in order.
 COLUMNS: tuple[str, ...] = ("id", "area_m2", "score", "source")
@@ -99,7 +98,7 @@ class GpkgWriter:
         crs = CRS.from_user_input(self.crs)
         geoms = np.asarray(self._geoms, dtype=object)
         if self._geoms and self._crs_of_buffer is not None and self._crs_of_buffer != self.crs:
-            geoms = _reproject(geoms, CRS.from_user_input(self._crs_of_buffer), crs)
+            geoms = reproject_geometries(geoms, CRS.from_user_input(self._crs_of_buffer), crs)
         columns = [
             np.array([r["id"] for r in self._rows], dtype=np.int64),
             np.array([r.get("area_m2") for r in self._rows], dtype=np.float64),
@@ -162,13 +161,3 @@ class GpkgWriter:
     ) -> None:
         if exc is not None:
             self.abort()
-
-
-def _reproject(geoms: NDArray[np.object_], src: CRS, dst: CRS) -> NDArray[np.object_]:
-    """``geoms`` from ``src`` to ``dst`` (GDAL's transform, x/y in GIS order)."""
-
-    def move(xy: NDArray[np.float64]) -> NDArray[np.float64]:
-        xs, ys = rasterio.warp.transform(src, dst, xy[:, 0], xy[:, 1])
-        return np.column_stack([xs, ys])
-
-    return np.asarray(shapely.transform(geoms, move), dtype=object)
