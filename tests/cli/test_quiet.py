@@ -33,17 +33,22 @@ cli()
 NOTICES = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "TF_ENABLE_ONEDNN_OPTS", "I0000")
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, list[str]]:
+def _process(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``mapseg ARGS`` in a fresh process, environment as a user's shell has it."""
     full_env = {k: v for k, v in os.environ.items() if k != "MAPSEG_BACKEND_NOTICES"}
     full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # a user's shell does not set it
     full_env.update(env or {})
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", RUN_CLI, *args],
         capture_output=True,
         text=True,
         timeout=300,
         env=full_env,
     )
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, list[str]]:
+    out = _process(args, env)
     backends = [
         json.loads(line.split("=", 1)[1])
         for line in out.stdout.splitlines()
@@ -174,13 +179,7 @@ def test_onnx_models_run_without_keras_tensorflow_or_the_training_packages(
     assert code == 0, stderr
     assert backends == []
     # The engine reports ONNX Runtime, and its default model is the bundled .onnx export.
-    out_info = subprocess.run(
-        [sys.executable, "-c", RUN_CLI, "info", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
+    out_info = _process(["info", "--json"], env)
     assert out_info.returncode == 0, out_info.stderr
     info = json.loads(out_info.stdout[: out_info.stdout.rindex("}") + 1])
     assert info["backend"] == "onnxruntime" and info["keras_version"] is None
