@@ -197,7 +197,10 @@ def pixel_scores(
     """The pixel table of ``model`` (any ``predict_on_batch`` model) on ``ids``, in numpy.
 
     Samples are brought to ``size`` exactly as Keras' ``CocoSequence`` does
-    (:func:`~mapseg_core.data.samples.prepare_sample`, no augmentation).
+    (:func:`~mapseg_core.data.samples.prepare_sample`, no augmentation). The
+    figures are those of the building channel (channel 0), as Keras' metrics
+    are; for a model with contact/boundary channels ``loss`` is the building
+    channel's combo loss alone (Keras' also weighs the other channels).
     """
     import numpy as np
 
@@ -216,6 +219,7 @@ def pixel_scores(
             images.append(x)
             masks.append(y)
         raw = np.asarray(model.predict_on_batch(np.stack(images)))
-        prob = to_probability(raw.reshape(raw.shape[:3]), kind)  # type: ignore[arg-type]
+        building = raw[..., 0] if raw.ndim == 4 else raw  # (batch, h, w)
+        prob = to_probability(building, kind)  # type: ignore[arg-type]
         scores.add(np.stack(masks)[..., 0], prob)
     return scores.result()

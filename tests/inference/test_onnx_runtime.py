@@ -90,6 +90,26 @@ def test_evaluate_scores_onnx_like_keras(stub_model, tmp_path):
         assert by_onnx[key] == pytest.approx(by_keras[key], abs=1e-6), key
 
 
+def test_evaluate_scores_a_two_channel_onnx_model_like_keras(tmp_path):
+    """A separating model (building + contact heads, like the bundled one): same figures."""
+    from rasters import make_contact_stub_model
+
+    from mapseg_core.models.onnx_export import export_onnx
+    from mapseg_core.training.evaluate import evaluate_model
+
+    annotations, images = make_learnable_coco(tmp_path, n_images=6)
+    keras_file = make_contact_stub_model(tmp_path / "contact48.keras", input_size=(48, 48))
+    onnx_file = tmp_path / "contact48.onnx"
+    export_onnx(keras_file, onnx_file)
+    by_keras = evaluate_model(keras_file, annotations, images, workers=1, batch_size=4)["all"]
+    by_onnx = evaluate_model(onnx_file, annotations, images, workers=1, batch_size=4)["all"]
+    assert set(by_onnx) == set(by_keras)
+    for key in ("binary_accuracy", "dice_coef", "spatial_true_positive_rate", "iou_coef"):
+        assert by_onnx[key] == pytest.approx(by_keras[key], abs=1e-5), key
+    for key in ("AP", "F1@0.5", "mask_IoU", "N-ratio"):
+        assert by_onnx[key] == pytest.approx(by_keras[key], abs=1e-6), key
+
+
 def test_onnx_files_without_mapseg_metadata_are_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper
