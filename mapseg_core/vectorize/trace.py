@@ -7,6 +7,8 @@ polygonize gives (it is tested against it), about 10x faster.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import rasterio.features
@@ -270,6 +272,31 @@ def _polygonize_cut(
     return _trace(up, labels, offset, 3, shifts)
 
 
+def _without_straight_points(
+    corners: NDArray[Any], point_order: NDArray[np.intp], ring_of_point: NDArray[np.int64]
+) -> NDArray[np.intp]:
+    """``point_order`` less the points on a straight run of their ring (pixel edges only).
+
+    At 3x, the sub-pixel a label meeting itself at a corner loses (see
+    :func:`_polygonize_cut`) makes OpenCV cut that corner diagonally; alone in
+    its crop (no neighbour's pixels around it) the cut can end on a straight
+    edge, one pixel from the corner: a point with its neighbours in one line,
+    which the outline traced among its neighbours does not have.
+    """
+    ring = ring_of_point[point_order]
+    here = corners[point_order]
+    first = np.flatnonzero(np.r_[True, ring[1:] != ring[:-1]])
+    last = np.r_[first[1:], len(ring)] - 1
+    before = np.roll(here, 1, axis=0)
+    before[first] = here[last]
+    after = np.roll(here, -1, axis=0)
+    after[last] = here[first]
+    straight = ((before[:, 0] == here[:, 0]) & (here[:, 0] == after[:, 0])) | (
+        (before[:, 1] == here[:, 1]) & (here[:, 1] == after[:, 1])
+    )
+    return point_order[~straight]
+
+
 def _trace(
     up: NDArray[np.uint8],
     labels: NDArray[np.int32],
@@ -307,6 +334,8 @@ def _trace(
     ring_of_point = np.repeat(rank, lengths)
     point_order = np.argsort(ring_of_point, kind="stable")
     point_order = point_order[keep[point_order]]
+    if scale == 3:
+        point_order = _without_straight_points(corners, point_order, ring_of_point)
     xy = corners[point_order].astype(np.float64)
     xy += (offset[1], offset[0])
     if shifts is not None:

@@ -290,3 +290,10 @@ def test_touching_labels_are_traced_as_gdal_polygonizes_them(seed, height, width
 
     assert by_label(*ours) == by_label(*gdal)
     assert by_label(*told) == by_label(*gdal)
+    # Every vertex is a turn of the outline: none repeated or on a straight run.
+    for geom in ours[1]:
+        for ring in (geom.exterior, *geom.interiors):
+            xy = np.asarray(ring.coords)[:-1]
+            before, after = np.roll(xy, 1, axis=0), np.roll(xy, -1, axis=0)
+            straight = ((before == xy) & (xy == after)).any(axis=1)
+            assert not straight.any(), xy[straight]
