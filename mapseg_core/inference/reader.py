@@ -37,6 +37,13 @@ def open_working(plan: RasterPlan) -> Iterator[Any]:
             "width": plan.width,
             "height": plan.height,
             "resampling": Resampling.bilinear,
+            # One resampling for every window: GDAL otherwise derives the kernel's scale
+            # from each read's own source/destination window sizes (and approximates the
+            # transform per read), so a pixel's value would depend on the block it is read
+            # with (up to 1 grey level here), and so would its prediction.
+            "XSCALE": str(plan.width / plan.src_width),
+            "YSCALE": str(plan.height / plan.src_height),
+            "tolerance": 1e-9,
         }
         if src.crs is None:
             kwargs["src_crs"] = plan.crs
@@ -87,7 +94,12 @@ def read_pixels(
 ) -> tuple[NDArray[Any], NDArray[np.bool_]]:
     """Band-last pixels of ``window`` in model band order, and their validity."""
     unique = sorted(set(plan.bands))
-    raw = ds.read(unique, window=window)
+    if isinstance(ds, WarpedVRT):
+        # One band per read: GDAL's multi-band bilinear warp rounds a few pixels differently
+        # depending on the window's width, band by band it does not (tested).
+        raw = np.stack([ds.read(b, window=window) for b in unique])
+    else:
+        raw = ds.read(unique, window=window)
     order = [unique.index(b) for b in plan.bands]
     data = np.moveaxis(raw[order], 0, -1)
     return data, valid_mask(ds, plan, data, window)
