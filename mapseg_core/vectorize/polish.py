@@ -69,7 +69,10 @@ def polish(
     area = building.pixels * pixel_area_m2
     if area < options.min_area_m2:
         return [], area
-    geom = to_world(building.geometry, transform)
+    # One vertex sequence per shape: a building merged across block borders comes with its
+    # ring starting elsewhere and seam points on straight edges, and simplification
+    # depends on both; without them the outline is the same for any block layout.
+    geom = to_world(shapely.normalize(shapely.simplify(building.geometry, 0.0)), transform)
     if options.simplify > 0 or options.regularize:
         tolerance = options.simplify or REGULARIZE_TOLERANCE_PX * math.sqrt(pixel_area_m2)
         if options.regularize:

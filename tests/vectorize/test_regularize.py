@@ -125,3 +125,28 @@ def test_polygons_are_always_valid_on_random_masks(mask, outline, tolerance):
         )
         for feature in features:
             assert feature.geometry.difference(pixels.buffer(tolerance * 2 + 1)).area < 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.bool_, st.tuples(st.integers(6, 20), st.integers(6, 20))),
+    st.integers(0, 1000),
+    st.sampled_from(["clean", "simple"]),
+)
+def test_outline_does_not_depend_on_the_vertex_sequence(mask, start, outline):
+    """A building merged across block borders has its ring starting elsewhere and seam points
+    on straight edges; its outline must be the one the whole building gets in one block."""
+    mask = mask.astype(np.uint8)
+    _, labels = cv2.connectedComponents(mask, connectivity=4)
+    _, geoms = polygonize(mask, labels.astype(np.int32))
+    options = PolishOptions(simplify=0.75, regularize=outline == "clean")
+    for raw in geoms:
+        ring = np.asarray(raw.exterior.coords)[:-1]
+        k = start % len(ring)
+        rolled = np.roll(ring, -k, axis=0)
+        # A seam point in the middle of the first edge (a straight run).
+        seam = np.vstack([rolled[:1], (rolled[:1] + rolled[1:2]) / 2, rolled[1:]])
+        variant = Polygon(seam, [h.coords for h in raw.interiors])
+        a, _ = polish(Building(raw, int(raw.area), 0.0), Affine.identity(), 1.0, options)
+        b, _ = polish(Building(variant, int(raw.area), 0.0), Affine.identity(), 1.0, options)
+        assert [g.wkb for g in shapely.normalize(a)] == [g.wkb for g in shapely.normalize(b)]
