@@ -82,7 +82,7 @@ def test_metres_not_degrees():
 
 def test_round_buildings_stay_close_and_valid():
     """A disc is not rectilinear: whatever comes out stays within min_iou of it (a known limit:
-    it is squared into a polygon when that keeps IoU >= 0.75)."""
+    it is fitted with a right-angled polygon when that keeps IoU >= MIN_FIT_IOU)."""
     disc = _pixel_outline(shapely.Point(40, 40).buffer(25))
     for regularize in (True, False):
         out = clean_outline(disc, 1.5, regularize=regularize)
