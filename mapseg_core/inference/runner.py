@@ -28,10 +28,12 @@ from mapseg_core.errors import RasterError
 from mapseg_core.inference.blocks import (
     BlockResult,
     Prepared,
+    WindowCache,
     finish_block,
     predict_block,
     prepare_block,
     process_block,
+    separation_ring,
 )
 from mapseg_core.inference.outputs import sink_values
 from mapseg_core.inference.overlap import overlapped
@@ -124,11 +126,15 @@ def local_outcomes(
     for _, group in groupby(todo, key=lambda task: task[0]):
         tasks = list(group)
         plan = tasks[0][1]
+        # Blocks of one raster run in order here, so the windows two blocks share (the
+        # separation ring) are predicted once.
+        ring = separation_ring(plan, predictor.any_size)
+        cache = WindowCache(ring) if ring != (0, 0) and not predictor.any_size else None
         with open_working(plan) as ds:
             stream = overlapped(
                 [block for _, _, block in tasks],
                 partial(read_block, ds, plan, any_size=predictor.any_size),
-                partial(predict_block, plan, predictor=predictor),
+                partial(predict_block, plan, predictor=predictor, cache=cache),
                 partial(finish, plan),
             )
             with contextlib.closing(stream):

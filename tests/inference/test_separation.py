@@ -65,3 +65,20 @@ def test_one_channel_model_runs_as_before(terrace, stub_model, tmp_path):
     raster, _ = terrace
     summary, df = _polygons(raster, stub_model, tmp_path / "o.gpkg", block_size=32)
     assert len(df) == 3 and summary["rasters"][0]["separation"] is None
+
+
+def test_windows_two_blocks_share_are_predicted_once(terrace, contact_model, tmp_path, monkeypatch):
+    """Each block's area reaches a ring of windows into its neighbours; in one process every
+    window runs once (78 runs for the 28 windows on 32 px blocks of 24 px cores before)."""
+    monkeypatch.setattr(predictor, "_takes_any_size", lambda model: False)
+    ran = []
+    raw = predictor.Predictor.raw
+    monkeypatch.setattr(
+        predictor.Predictor, "raw", lambda self, w: ran.append(len(w)) or raw(self, w)
+    )
+    raster, shapes = terrace
+    summary, df = _polygons(raster, contact_model, tmp_path / "o.gpkg", block_size=32, overlap=20)
+    assert canonical(df.geometry) == canonical(expected_world(shapes))
+    core = 64 - 2 * 20
+    height, width = terrace_scene()[0].shape[1:]
+    assert sum(ran) == -(-height // core) * -(-width // core)
