@@ -55,6 +55,9 @@ MAX_GRID = 384
 #: Disagreeing regions (largest first) that propose a wing or notch at each step.
 MAX_REGIONS = 3
 
+#: IoU of a best rectangle above which its axis is taken without trying the others.
+GOOD_RECTANGLE = 0.8
+
 
 @dataclass(frozen=True)
 class RectilinearFit:
@@ -85,8 +88,9 @@ def fit_rectilinear(
     Args:
         polygon: a building outline in metric coordinates (holes allowed),
             best centred near the origin (the caller's local frame).
-        axes: candidate directions of the building's walls, radians; the one
-            whose best rectangle fits the polygon best is used.
+        axes: candidate directions of the building's walls, radians, likeliest
+            first; the one whose best rectangle fits the polygon best is used
+            (the first whose rectangle reaches ``GOOD_RECTANGLE`` IoU).
         cell: fitting grid step, same units as ``polygon`` (walls are placed to
             this precision); raised for buildings over ``MAX_GRID`` cells.
         penalty: IoU a corner must pay for (see the module docstring).
@@ -100,17 +104,24 @@ def fit_rectilinear(
     """
     if polygon.is_empty or polygon.area <= 0:
         return None
-    grids = [g for g in (_grid(polygon, theta, cell) for theta in axes) if g.mask.any()]
-    if not grids:
+    fitted = []
+    for theta in axes:
+        g = _grid(polygon, theta, cell)
+        if g.mask.any():
+            fitted.append((g, *best_rectangle(g.mask)))
+            if fitted[-1][2] >= GOOD_RECTANGLE:  # the axis is right: no need to try another
+                break
+    if not fitted:
         return None
-    fitted = [(g, *best_rectangle(g.mask)) for g in grids]
     grid, (r0, r1, c0, c1), _ = max(fitted, key=lambda f: f[2])
     mask = grid.mask
     outline = np.zeros_like(mask)
     outline[r0:r1, c0:c1] = True
     side = max(1, int(round(min_side / grid.cell)))
     hole = min_hole_area / (grid.cell * grid.cell)
-    outline = _refine_walls(mask, _edit(mask, outline, penalty, side, hole, max_edits), penalty)
+    edited = _edit(mask, outline, penalty, side, hole, max_edits)
+    if edited is not outline:  # a rectangle's walls are already where its IoU is largest
+        outline = _refine_walls(mask, edited, penalty)
     iou, corners = _iou(outline, mask), count_corners(outline)
     if corners == 4:  # a rectangle (the usual case): its corners, no tracing
         r0, r1, c0, c1 = _bounds(outline)
@@ -162,8 +173,8 @@ def best_rectangle(mask: NDArray[np.bool_]) -> tuple[tuple[int, int, int, int], 
 
 
 def _descend(
-    gain: NDArray[np.int64],
-    cost: NDArray[np.int64],
+    gain: NDArray[np.int32],
+    cost: NDArray[np.int32],
     inter: int,
     union: int,
     rect: tuple[int, int, int, int],
@@ -251,16 +262,19 @@ def _edit(
     for _ in range(max_edits):
         best: tuple[float, NDArray[np.bool_], int, int] | None = None
         for add in (True, False):
+            # A wing or notch costs two corners or more: a region too small to pay for them
+            # even if it were all gain is not tried. Adding x mask cells raises the IoU by
+            # at most x / union, cutting x others by inter x / (union (union - x)).
+            region = (mask & ~outline) if add else (outline & ~mask)
+            floor = 2 * penalty * union * (1 if add else union / (inter + 2 * penalty * union))
+            candidates = _regions(region, side, floor)
+            if not candidates:
+                continue
             if add:  # added cells: mask cells join the intersection, the others the union
-                region = mask & ~outline
                 gain, cost = _integral(region), _integral(~mask & ~outline)
             else:  # cut cells: mask cells leave the intersection, the others the union
-                region = outline & ~mask
                 gain, cost = -_integral(outline & mask), -_integral(region)
-            # A wing or notch costs two corners or more: a region too small to pay for them
-            # even if it were all gain is not tried.
-            floor = 2 * penalty * union if add else 2 * penalty * union * union / max(inter, 1)
-            for bounds in _regions(region, side, floor):
+            for bounds in candidates:
                 rect, _ = _descend(gain, cost, inter, union, bounds, bounds)
                 r0, r1, c0, c1 = rect
                 if r1 - r0 < side or c1 - c0 < side or (add and not _touches(outline, rect)):
@@ -326,7 +340,7 @@ def _vertical_walls(outline: NDArray[np.bool_]) -> list[tuple[int, int, int, boo
 def _best_move(
     mask: NDArray[np.bool_],
     outline: NDArray[np.bool_],
-    mask_sums: NDArray[np.int64],
+    mask_sums: NDArray[np.int32],
     wall: tuple[int, int, int, bool],
     inter: int,
     union: int,
@@ -434,11 +448,15 @@ def _rasterize(
     rings = [np.asarray(r.coords)[:, :2] for r in (polygon.exterior, *polygon.interiors)]
     start = np.concatenate([(r[:-1] - (x0, y0)) / cell for r in rings])
     end = np.concatenate([(r[1:] - (x0, y0)) / cell for r in rings])
-    rows = np.arange(height) + 0.5
-    low = np.minimum(start[:, 1], end[:, 1])[:, None]
-    high = np.maximum(start[:, 1], end[:, 1])[:, None]
-    edge, row = np.nonzero((rows >= low) & (rows < high))
-    x = start[edge, 0] + (rows[row] - start[edge, 1]) * (end[edge, 0] - start[edge, 0]) / (
+    # Rows whose centre (row + 0.5) each edge crosses, half-open at the top: lo <= row < hi.
+    low = np.ceil(np.minimum(start[:, 1], end[:, 1]) - 0.5).astype(np.int64)
+    high = np.ceil(np.maximum(start[:, 1], end[:, 1]) - 0.5).astype(np.int64)
+    low, high = np.clip(low, 0, height), np.clip(high, 0, height)
+    counts = high - low
+    edge = np.repeat(np.arange(len(start)), counts)
+    row = low[edge] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    y = row + 0.5
+    x = start[edge, 0] + (y - start[edge, 1]) * (end[edge, 0] - start[edge, 0]) / (
         end[edge, 1] - start[edge, 1]
     )
     order = np.lexsort((x, row))
@@ -451,10 +469,9 @@ def _rasterize(
     return np.cumsum(diff[:, :width], axis=1) > 0
 
 
-def _integral(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
-    sums = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(mask, axis=0), axis=1, out=sums[1:, 1:])
-    return sums
+def _integral(mask: NDArray[np.bool_]) -> NDArray[np.int32]:
+    """Summed-area table of a boolean grid, ``(rows + 1, cols + 1)`` (OpenCV's)."""
+    return np.asarray(cv2.integral(mask.view(np.uint8)), dtype=np.int32)
 
 
 def _iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
