@@ -1,9 +1,12 @@
 """Polygon metrics of a model on COCO images: predictions per image, then COCO AP and F1@0.5.
 
-Each image goes through the training pipeline's own resizing
-(:func:`mapseg_core.data.pipeline.prepare_sample`), the model, and back to the
-image size (:func:`mapseg_core.evaluation.predictions.to_image_size`). The
-buildings scored are **the polygons tile-infer would write** for that
+Each image of a model trained at its ground resolution (``resize_mode``
+"crop", the bundled model's) is predicted as tile-infer predicts a raster
+holding exactly its pixels (:func:`mapseg_core.inference.image.predict_image`:
+tile-infer's windows over the whole image, mirrored at its edges); a model
+trained on stretched images ("resize") sees it stretched to its input, as in
+training (:func:`mapseg_core.data.samples.prepare_sample`), and the
+probabilities are stretched back. The buildings scored are **the polygons tile-infer would write** for that
 probability map: :func:`mapseg_core.vectorize.pipeline.polygons_from_probability`
 with the model's outline defaults (min area, simplification, regularization;
 an image pixel counts as the model's GSD, or as ``--image-gsd`` when the
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mapseg_core.data.coco import CocoDataset
+from mapseg_core.evaluation.pixels import PixelScores
 from mapseg_core.evaluation.polygons import MatchResult, add_matches, coco_ap, match_masks
 from mapseg_core.evaluation.predictions import to_image_size
 from mapseg_core.evaluation.quality import QUALITY_KEYS, QualitySums, image_quality, mask_ious
@@ -73,22 +77,58 @@ def predict_probabilities(
     output: str = "logits",
     batch_size: int = 8,
     metadata: dict[str, Any] | None = None,
+    pixels: PixelScores | None = None,
 ) -> list[ImageProbabilities]:
     """The model's probability maps of each image, back on the stored image grid.
 
     The expensive half of :func:`predict_instances`, kept apart so that post-
     processing settings can be compared on one prediction
-    (:mod:`mapseg_core.training.tune`).
+    (:mod:`mapseg_core.training.tune`). A ``"crop"`` model (trained at its
+    ground resolution, as tile-infer runs it) sees each image through
+    tile-infer's own windows (:func:`~mapseg_core.inference.image.predict_image`:
+    the whole image, mirrored at its edges); a ``"resize"`` model (trained on
+    images stretched to its input) sees it stretched. ``pixels``: also add each
+    image's building probabilities at the model's GSD to this pixel table
+    (``"crop"`` models).
     """
-    from mapseg_core.data.samples import prepare_sample
     from mapseg_core.inference.plan import model_channels
-    from mapseg_core.inference.stitch import to_probability
     from mapseg_core.vectorize.separate import SEPARATING
 
     channels, _ = model_channels(metadata or {}, None)
     picked = [k for k, name in enumerate(channels) if name in SEPARATING]
-    out: list[ImageProbabilities] = []
     ids = [int(i) for i in image_ids]
+    if resize_mode == "crop":
+        from mapseg_core.inference.image import predict_image
+        from mapseg_core.inference.predictor import Predictor
+        from mapseg_core.models.artifact import default_margin
+
+        predictor = Predictor(model, batch_size)
+        meta = {**(metadata or {}), "input_size": list(input_size), "output": output}
+        meta.setdefault("receptive_margin", default_margin(input_size))
+        out = []
+        for image_id in ids:
+            prob = predict_image(predictor, dataset.load_image(image_id), meta)
+            if pixels is not None:
+                pixels.add(dataset.load_mask(image_id)[None], prob[None, ..., 0])
+            out.append(_on_stored_grid(dataset, image_id, prob, picked))
+        return out
+    return _stretched_probabilities(model, dataset, ids, input_size, output, batch_size, picked)
+
+
+def _stretched_probabilities(
+    model: Any,
+    dataset: CocoDataset,
+    ids: list[int],
+    input_size: tuple[int, int],
+    output: str,
+    batch_size: int,
+    picked: list[int],
+) -> list[ImageProbabilities]:
+    """:func:`predict_probabilities` of a ``"resize"`` model: images stretched to its input."""
+    from mapseg_core.data.samples import prepare_sample
+    from mapseg_core.inference.stitch import to_probability
+
+    out: list[ImageProbabilities] = []
     for start in range(0, len(ids), batch_size):
         batch_ids = ids[start : start + batch_size]
         images, shapes = [], []
@@ -96,28 +136,35 @@ def predict_probabilities(
             image = dataset.load_image(image_id)
             shapes.append(image.shape[:2])
             empty = np.zeros(image.shape[:2], np.uint8)
-            x, _ = prepare_sample(image, empty, input_size, resize_mode)  # type: ignore[arg-type]
+            x, _ = prepare_sample(image, empty, input_size, "resize")
             images.append(x)
         raw = np.asarray(model.predict_on_batch(np.stack(images)))
         raw = raw if raw.ndim == 4 else raw[..., None]  # (batch, h, w, channels)
         prob = to_probability(raw, output)  # type: ignore[arg-type]
         for image_id, shape, p in zip(batch_ids, shapes, prob, strict=True):
-            # Back to the stored image's grid (its annotations' frame) when the dataset
-            # resampled it to the model's GSD (--image-gsd), as tile-infer writes on the raster.
-            info = dataset.image_info(image_id)
-            stored = (int(info["height"]), int(info["width"]))
-
-            def back(
-                channel: np.ndarray,
-                shape: tuple[int, int] = shape,
-                stored: tuple[int, int] = stored,
-            ) -> np.ndarray:
-                return to_image_size(to_image_size(channel, shape, resize_mode), stored)
-
-            separators = np.stack([back(p[..., k]) for k in picked], axis=-1) if picked else None
-            pixel_gsd = dataset.source_gsd(image_id) if stored != shape else None
-            out.append(ImageProbabilities(image_id, back(p[..., 0]), separators, pixel_gsd))
+            p = np.stack([to_image_size(p[..., k], shape) for k in range(p.shape[-1])], axis=-1)
+            out.append(_on_stored_grid(dataset, image_id, p, picked))
     return out
+
+
+def _on_stored_grid(
+    dataset: CocoDataset, image_id: int, prob: np.ndarray, picked: list[int]
+) -> ImageProbabilities:
+    """An image's probabilities ``(h, w, channels)`` at the model's GSD, on the stored grid.
+
+    The dataset resamples images to the model's GSD (``--image-gsd``); the
+    polygons are scored on the stored image's grid (its annotations' frame),
+    as tile-infer writes on the raster's.
+    """
+    info = dataset.image_info(image_id)
+    stored = (int(info["height"]), int(info["width"]))
+
+    def back(channel: np.ndarray) -> np.ndarray:
+        return to_image_size(channel, stored)
+
+    separators = np.stack([back(prob[..., k]) for k in picked], axis=-1) if picked else None
+    pixel_gsd = dataset.source_gsd(image_id) if stored != prob.shape[:2] else None
+    return ImageProbabilities(image_id, back(prob[..., 0]), separators, pixel_gsd)
 
 
 def model_probabilities(
@@ -126,6 +173,7 @@ def model_probabilities(
     dataset: CocoDataset,
     image_ids: Sequence[int],
     batch_size: int = 8,
+    pixels: PixelScores | None = None,
 ) -> list[ImageProbabilities]:
     """:func:`predict_probabilities` with the input size, resizing and output of the model file."""
     train_cfg: dict[str, Any] = metadata.get("config", {}).get("train", {})
@@ -138,6 +186,7 @@ def model_probabilities(
         output=str(metadata.get("output", "logits")),
         batch_size=batch_size,
         metadata=metadata,
+        pixels=pixels,
     )
 
 

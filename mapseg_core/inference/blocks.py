@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +21,7 @@ from mapseg_core.inference.plan import RasterPlan
 from mapseg_core.inference.predictor import Predictor
 from mapseg_core.inference.reader import open_working, read_pixels
 from mapseg_core.inference.stitch import assemble_cores, pad_block, split_windows
-from mapseg_core.inference.windows import Block
+from mapseg_core.inference.windows import Block, WindowGrid
 from mapseg_core.vectorize.pipeline import block_buildings
 from mapseg_core.vectorize.polygons import BlockPolygons
 from mapseg_core.vectorize.separate import SEPARATING, halo
@@ -163,8 +163,24 @@ def prepare_block(ds: Any, plan: RasterPlan, block: Block, any_size: bool = True
     return Prepared(block, area, padded, padded_valid, inner, n_valid)
 
 
+class PredictPlan(Protocol):
+    """What :func:`predict_block` reads of a plan (a :class:`RasterPlan` has it all)."""
+
+    @property
+    def grid(self) -> WindowGrid: ...
+
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def tta(self) -> bool: ...
+
+
 def predict_block(
-    plan: RasterPlan,
+    plan: PredictPlan,
     prepared: Prepared,
     predictor: Predictor,
     cache: WindowCache | None = None,
@@ -209,7 +225,7 @@ def predict_block(
 
 
 def _window_cores(
-    plan: RasterPlan,
+    plan: PredictPlan,
     prepared: Prepared,
     predictor: Predictor,
     offsets: tuple[tuple[int, int], ...],

@@ -66,16 +66,22 @@ def evaluate_model(
 
     model, meta = load_artifact(model_path)
     onnx = is_onnx(model_path)
-    if not onnx:
+    # A "crop" model is scored on what tile-infer predicts for each image (its windows,
+    # the whole image), pixels and polygons alike; a "resize" model as it was trained.
+    engine = train_cfg.get("resize_mode", "resize") == "crop"
+    if not onnx and not engine:
         _compile_as_trained(model, meta, train_cfg)
     report({"event": "start", "total": len(groups), "unit": "split"})
     results: dict[str, dict[str, float]] = {}
     for done, (name, ids) in enumerate(groups.items(), start=1):
         if not ids:
             continue
-        results[name] = _pixel_table(model, meta, dataset, ids, workers, batch_size, onnx)
-        if polygons:
-            results[name].update(_polygon_table(model, meta, dataset, ids, batch_size))
+        if engine:
+            results[name] = _engine_tables(model, meta, dataset, ids, batch_size, polygons)
+        else:
+            results[name] = _pixel_table(model, meta, dataset, ids, workers, batch_size, onnx)
+            if polygons:
+                results[name].update(_polygon_table(model, meta, dataset, ids, batch_size))
         report(
             {
                 "event": "progress",
@@ -167,7 +173,12 @@ def _pixel_table(
 
 
 def _polygon_table(
-    model: Any, meta: dict[str, Any], dataset: Any, ids: list[int], batch_size: int
+    model: Any,
+    meta: dict[str, Any],
+    dataset: Any,
+    ids: list[int],
+    batch_size: int,
+    probabilities: Any = None,
 ) -> dict[str, float]:
     """Instance and polygon-quality figures of the polygons tile-infer would write."""
     from mapseg_core.evaluation.model import (
@@ -177,11 +188,38 @@ def _polygon_table(
         polygon_scores,
     )
 
-    probabilities = model_probabilities(model, meta, dataset, ids, batch_size)
+    if probabilities is None:
+        probabilities = model_probabilities(model, meta, dataset, ids, batch_size)
     threshold = float(meta.get("threshold", 0.5))
     predictions = instances_from_probabilities(probabilities, meta, threshold)
     figures, _ = polygon_scores(ground_truth(dataset, ids), predictions)
     return dict(figures)
+
+
+def _engine_tables(
+    model: Any,
+    meta: dict[str, Any],
+    dataset: Any,
+    ids: list[int],
+    batch_size: int,
+    polygons: bool,
+) -> dict[str, float]:
+    """Pixel table and polygon figures from one prediction of each image as tile-infer makes it.
+
+    The pixel figures (:class:`~mapseg_core.evaluation.pixels.PixelScores`,
+    named as Keras' metrics) are computed over each whole image at the model's
+    GSD, on the building channel; ``loss`` is its combo loss alone.
+    """
+    from mapseg_core.evaluation.model import model_probabilities
+    from mapseg_core.evaluation.pixels import PixelScores
+
+    train_cfg: dict[str, Any] = meta.get("config", {}).get("train", {})
+    pixels = PixelScores(ce_weight=float(train_cfg.get("ce_weight", 0.05)))
+    probabilities = model_probabilities(model, meta, dataset, ids, batch_size, pixels=pixels)
+    table = pixels.result()
+    if polygons:
+        table.update(_polygon_table(model, meta, dataset, ids, batch_size, probabilities))
+    return table
 
 
 def pixel_scores(

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from affine import Affine
-from helpers import make_learnable_coco
+from helpers import BACKGROUND_RGB, BUILDING, BUILDING_RGB, make_learnable_coco, rect_polygon
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -150,3 +150,43 @@ def test_reference_outlines_are_the_drawn_footprints_when_chips_kept_them():
     plain = {k: v for k, v in ann.items() if k != "footprint"}
     staircase = _annotation_polygon(plain, index, mask_utils)
     assert len(staircase.exterior.coords) - 1 == len(inst["segmentation"][0]) // 2 > 10
+
+
+def test_a_crop_model_is_scored_on_the_whole_image_as_tile_infer_sees_it(tmp_path):
+    """A model trained at its ground resolution ("crop") was scored on the centre crop of its
+    input size (48 px of these 96 px images): the buildings outside it were missed."""
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    rects = [(4, 6, 20, 30), (70, 3, 92, 15), (60, 62, 90, 92), (40, 40, 56, 52), (2, 70, 30, 90)]
+    canvas = np.empty((96, 96, 3), np.uint8)
+    canvas[:] = BACKGROUND_RGB
+    annotations = []
+    for k, (x0, y0, x1, y1) in enumerate(rects, start=1):
+        canvas[y0:y1, x0:x1] = BUILDING_RGB
+        annotations.append(
+            {
+                "id": k,
+                "image_id": 1,
+                "category_id": BUILDING,
+                "segmentation": [rect_polygon(x0, y0, x1, y1)],
+                "iscrowd": 0,
+                "area": float((x1 - x0) * (y1 - y0)),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+            }
+        )
+    Image.fromarray(canvas).save(images_dir / "a.png")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 96, "width": 96}],
+        "annotations": annotations,
+        "categories": [{"id": BUILDING, "name": "building"}],
+    }
+    (tmp_path / "annotation.json").write_text(json.dumps(coco))
+    model = make_stub_model(
+        tmp_path / "stub.keras",
+        input_size=(48, 48),
+        polish={"outline": "pixel", "simplify_px": 1.5, "min_area_m2": 0.0},
+        config={"train": {"resize_mode": "crop"}},
+    )
+    scores = evaluate_model(model, tmp_path / "annotation.json", images_dir, workers=1)["all"]
+    assert scores["F1@0.5"] == 1.0 and scores["buildings_predicted"] == len(rects)
+    assert scores["dice_coef"] > 0.99 and scores["binary_accuracy"] == 1.0
