@@ -6,15 +6,16 @@ holding exactly its pixels (:func:`mapseg_core.inference.image.predict_image`:
 tile-infer's windows over the whole image, mirrored at its edges); a model
 trained on stretched images ("resize") sees it stretched to its input, as in
 training (:func:`mapseg_core.data.samples.prepare_sample`), and the
-probabilities are stretched back. The buildings scored are **the polygons tile-infer would write** for that
-probability map: :func:`mapseg_core.vectorize.pipeline.polygons_from_probability`
-with the model's outline defaults (min area, simplification, regularization;
-an image pixel counts as the model's GSD, or as ``--image-gsd`` when the
-images are resampled to the model's GSD and the probabilities back to the
-stored grid), each polygon rasterised back on
-the image grid (pixel-centre rule) as an RLE mask for pycocotools, with the
-building's mean probability as ``score``. Ground truth is every annotation
-of the model's categories on the image, merged into one category "building".
+probabilities are stretched back. The buildings scored are **the polygons
+tile-infer would write** for that probability map
+(:func:`mapseg_core.vectorize.pipeline.polygons_from_probability` with the
+model's outline defaults: min area, simplification, regularization; an image
+pixel counts as the model's GSD, or as ``--image-gsd`` when the images are
+resampled to the model's GSD and the probabilities back to the stored grid),
+each polygon rasterised back on the image grid (pixel-centre rule) as an RLE
+mask for pycocotools, with the building's mean probability as ``score``.
+Ground truth is every annotation of the model's categories on the image,
+merged into one category "building".
 
 Polygon quality (:mod:`mapseg_core.evaluation.quality`) is computed per image
 on the same polygons: mask and boundary IoU on the image grid, C-IoU, N-ratio
