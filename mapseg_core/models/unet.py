@@ -116,11 +116,25 @@ def flexible_copy(model: keras.Model, config: ModelConfig) -> keras.Model | None
     None when :func:`can_be_flexible` is False (e.g. the seed's 300 px input, whose
     decoder crops one pixel at some stages): such models keep their fixed size.
     """
-    import dataclasses
-
     if not can_be_flexible(config):
         return None
-    clone = build_unet(dataclasses.replace(config, encoder_weights=None), flexible=True)
+    return resized_copy(model, config, None)
+
+
+def resized_copy(
+    model: keras.Model, config: ModelConfig, size: tuple[int, int] | None
+) -> keras.Model:
+    """``model`` rebuilt for inputs of ``size`` (None: any size) with the same weights.
+
+    The layers, so the weights, are those of ``config``'s model whenever both
+    sizes are multiples of 32 (:func:`can_be_flexible`).
+    """
+    import dataclasses
+
+    resized = dataclasses.replace(config, encoder_weights=None)
+    if size is not None:
+        resized = dataclasses.replace(resized, input_size=size)
+    clone = build_unet(resized, flexible=size is None)
     clone.set_weights(model.get_weights())
     # Layers that cache tensors derived from their variables (EfficientNet's input
     # Normalization keeps its mean/variance broadcast) must recompute them, as a load does.

@@ -148,8 +148,11 @@ def training_command() -> str:
     return re.sub(r"\s*\\\n\s*", " ", match.group(1))
 
 
-def provenance(data: Path, scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The metadata fields ``--ship`` adds: name, credits, sources, command, scores."""
+def provenance(data: Path, scores: dict[str, dict[str, Any]], gsd: float) -> dict[str, Any]:
+    """The metadata fields ``--ship`` adds: name, credits, sources, command, scores.
+
+    ``gsd``: the resolution the model runs at (its chips were cut at the data's).
+    """
     prep = _prepare_data()
     manifest = json.loads((data / "manifest.json").read_text())
     sources = {
@@ -164,7 +167,6 @@ def provenance(data: Path, scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for name, entry in manifest["sources"].items()
     }
     trained = [s for s in sources.values() if s["use"] == "train"]
-    gsd = manifest["working_gsd"]
     return {
         "name": f"mapseg bundled building model (EfficientNetB0 U-Net, {gsd} m)",
         # "attribution (Inria ..., Maggiori et al. 2017)" -> "attribution": the credit says the rest
@@ -204,9 +206,10 @@ def _score_and_ship(model: Path, args: argparse.Namespace) -> None:
         args.scores.write_text(json.dumps({"model": scores, "compare": before}, indent=2))
     print(markdown_table(scores, before))
     if args.ship:
-        from mapseg_core.models.artifact import update_metadata
+        from mapseg_core.models.artifact import read_metadata, update_metadata
 
-        update_metadata(model, provenance(args.data, scores), args.ship)
+        gsd = float(read_metadata(model)["gsd"])
+        update_metadata(model, provenance(args.data, scores, gsd), args.ship)
         print(f"shipped {args.model} -> {args.ship}", file=sys.stderr)
         # The same model for the light ONNX engine (tests/models/test_bundled_model.py
         # fails when the two files are not one model).
