@@ -35,7 +35,7 @@ walls are placed to half a pixel, finer than the mask they come from.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -75,7 +75,7 @@ class RectilinearFit:
 
 def fit_rectilinear(
     polygon: Polygon,
-    axes: Sequence[float],
+    axes: Iterable[float],
     cell: float,
     *,
     penalty: float,

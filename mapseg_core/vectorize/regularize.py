@@ -35,6 +35,7 @@ one follows the blob.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import shapely
@@ -121,6 +122,29 @@ def _largest(geom: shapely.Geometry) -> Polygon | None:
     return max(parts, key=lambda p: p.area) if parts else None
 
 
+def _simplified(local: Polygon, tolerance: float) -> Polygon:
+    """Douglas-Peucker at ``tolerance``, topology kept, the largest part."""
+    if tolerance <= 0:
+        return local
+    return _largest(shapely.simplify(local, tolerance, preserve_topology=True)) or local
+
+
+def _axes(local: Polygon, tolerance: float) -> Iterator[float]:
+    """The building's candidate axes, likeliest first, each computed only when asked for.
+
+    The enclosing rectangle's, then the simplified edges' own when they differ
+    (an L whose long wing is diagonal to its bounding box):
+    :func:`~mapseg_core.vectorize.rectilinear.fit_rectilinear` asks for the
+    second only when the first one's rectangle fits poorly.
+    """
+    first = envelope_direction(local)
+    yield first
+    ring = np.asarray(_simplified(local, tolerance).exterior.coords)
+    by_edges = dominant_direction(ring, 15.0)
+    if abs(math.remainder(by_edges - first, math.pi / 2)) > math.radians(2.0):
+        yield by_edges
+
+
 def clean_outline(
     polygon: Polygon,
     tolerance: float,
@@ -158,26 +182,15 @@ def clean_outline(
     holes = [h for h in local.interiors if Polygon(h).area >= min_hole_area]
     if len(holes) != len(local.interiors):
         local = Polygon(local.exterior, holes)
-    simple = shapely.simplify(local, tolerance, preserve_topology=True) if tolerance > 0 else local
-    simple = _largest(simple) or local
-    out = simple
     if regularize and tolerance > 0:
-        # Two candidate axes: the enclosing rectangle's and the edges' own (an L whose long
-        # wing is diagonal to its bounding box); when they differ, the one whose rectangle
-        # fits best. The simplified outline is fitted: the same shape, a tenth of the
-        # staircase's vertices to rasterize.
-        axes = [envelope_direction(local)]
-        by_edges = dominant_direction(np.asarray(simple.exterior.coords), 15.0)
-        if abs(math.remainder(by_edges - axes[0], math.pi / 2)) > math.radians(2.0):
-            axes.append(by_edges)
         best = fit_rectilinear(
             local,
-            axes,
+            _axes(local, tolerance),
             tolerance / 3,
             penalty=corner_penalty,
             min_side=2 * tolerance,
             min_hole_area=min_hole_area,
         )
         if best is not None and best.iou >= min_iou:
-            out = _largest(best.polygon) or simple
-    return _to_world(out, frame)
+            return _to_world(_largest(best.polygon) or _simplified(local, tolerance), frame)
+    return _to_world(_simplified(local, tolerance), frame)
