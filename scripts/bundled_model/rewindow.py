@@ -42,9 +42,20 @@ def main() -> None:
         raise SystemExit(f"{args.model} was trained at {config.input_size}, not multiples of 32")
     window = (args.window, args.window)
     rebuilt = resized_copy(model, config, window)
-    updates = {"input_size": list(window), "gsd": args.gsd or meta["gsd"]}
+    gsd = args.gsd or meta["gsd"]
+    updates = {
+        "input_size": list(window),
+        "gsd": gsd,
+        # How this file was made from the trained one (the training command is that run's).
+        "rewindowed": {
+            "trained_input_size": list(config.input_size),
+            "trained_gsd": meta["gsd"],
+            "command": f"python scripts/bundled_model/rewindow.py MODEL OUT "
+            f"--window {args.window} --gsd {gsd}",
+        },
+    }
     save_artifact(rebuilt, args.out, {**meta, **updates})
-    print(f"{args.model} -> {args.out}: window {window}, gsd {updates['gsd']}", file=sys.stderr)
+    print(f"{args.model} -> {args.out}: window {window}, gsd {gsd}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ def test_rewindowed_model_has_the_weights_the_window_and_the_gsd(tmp_path):
     wide, meta = load_artifact(tmp_path / "w.keras")
     assert meta["input_size"] == [128, 128] and meta["gsd"] == 0.4
     assert meta["config"]["model"]["input_size"] == [64, 64]  # trained as it was
+    assert (
+        meta["rewindowed"]["trained_gsd"] == 0.3 and "--window 128" in meta["rewindowed"]["command"]
+    )
     assert tuple(wide.inputs[0].shape[1:3]) == (128, 128)
     for a, b in zip(wide.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
