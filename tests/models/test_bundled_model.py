@@ -48,6 +48,10 @@ def test_metadata_names_nothing_of_the_training_machine(meta):
     assert not re.search(r'"/(work|home|root|tmp|Users)/', text)
     assert meta["training_command"].startswith("mapseg train ")
     assert meta["gsd"] == 0.3 and meta["channels"] == ["building", "contact"]
+    # Trained on 256 px chips, shipped for 512 px model windows (rewindow.py).
+    assert meta["input_size"] == [512, 512] and meta["config"]["model"]["input_size"] == [256, 256]
+    assert meta["rewindowed"]["trained_gsd"] == 0.3
+    assert meta["rewindowed"]["command"].startswith("python scripts/bundled_model/rewindow.py ")
 
 
 def test_post_processing_is_the_validation_best_by_building_f1(meta):
