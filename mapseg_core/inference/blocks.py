@@ -106,22 +106,23 @@ class WindowCache:
     it first and hand them to the blocks after: every window is then run once.
     After each block, windows no later block's area reaches are dropped (a
     block row's last two window rows remain, across the raster), and never
-    more than ``max_windows`` are kept, oldest first out. Only the predict
-    thread uses it. A window's input, and so its prediction, does not depend on
-    the block that reads it, so the blocks' results are those without a cache.
+    more than ``max_bytes`` are kept, oldest first out (a window more is then
+    predicted again, which changes nothing). Only the predict thread uses it.
+    A window's input, and so its prediction, does not depend on the block that
+    reads it, so the blocks' results are those without a cache.
     """
 
-    def __init__(self, ring: tuple[int, int], max_windows: int = 512):
+    def __init__(self, ring: tuple[int, int], max_bytes: int = 256 * 2**20):
         """Args:
         ring: :func:`separation_ring` of the raster's plan.
-        max_windows: most windows kept (192 px cores, two channels: 295 KB each).
+        max_bytes: most bytes of kept probabilities (a 448 px core of two
+            channels is 1.6 MB: 160 of them; two window rows of a raster
+            71,000 px wide at the model's GSD).
         """
         self.ring = ring
-        self.max_windows = max_windows
+        self.max_bytes = max_bytes
         self._kept: OrderedDict[tuple[int, int], NDArray[np.float32]] = OrderedDict()
-        # Windows taken from the cache and windows the model ran, for the run's figures.
-        self.hits = 0
-        self.runs = 0
+        self._bytes = 0
 
     def get(self, key: tuple[int, int]) -> NDArray[np.float32] | None:
         """The kept core probabilities of the window whose core starts at ``key``, if any."""
@@ -129,9 +130,11 @@ class WindowCache:
 
     def put(self, key: tuple[int, int], core: NDArray[np.float32]) -> None:
         """Keep a window's core probabilities (``(rows, cols, channels)``)."""
+        self._drop(key)
         self._kept[key] = core
-        while len(self._kept) > self.max_windows:
-            self._kept.popitem(last=False)
+        self._bytes += core.nbytes
+        while self._bytes > self.max_bytes:
+            self._drop(next(iter(self._kept)))
 
     def done(self, block: Block) -> None:
         """Drop the windows no block after ``block`` (row-major order) can need."""
@@ -141,7 +144,12 @@ class WindowCache:
             later_rows = r >= bottom - rows
             same_row = r >= block.row_off - rows and c >= right - cols
             if not (later_rows or same_row):
-                del self._kept[(r, c)]
+                self._drop((r, c))
+
+    def _drop(self, key: tuple[int, int]) -> None:
+        core = self._kept.pop(key, None)
+        if core is not None:
+            self._bytes -= core.nbytes
 
 
 def prepare_block(ds: Any, plan: RasterPlan, block: Block, any_size: bool = True) -> Prepared:
@@ -244,7 +252,7 @@ def _window_cores(
     area = prepared.area
     cores = np.zeros((len(offsets), ch, cw, len(plan.channels)), np.float32)
     keys = [(area.row_off + r, area.col_off + c) for r, c in offsets]
-    run, hits = [], 0
+    run = []
     for k, (r, c) in enumerate(offsets):
         if not prepared.padded_valid[r + m : r + m + ch, c + m : c + m + cw].any():
             continue
@@ -253,14 +261,11 @@ def _window_cores(
             run.append(k)
         else:
             cores[k] = kept
-            hits += 1
     if run:
         windows = split_windows(prepared.padded, tuple(offsets[k] for k in run), grid.tile)
         probs = predictor.probabilities(windows, kind, plan.tta)
         cores[run] = probs[:, m : m + ch, m : m + cw, : len(plan.channels)]
     if cache is not None:
-        cache.hits += hits
-        cache.runs += len(run)
         for k in run:
             cache.put(keys[k], cores[k])
         cache.done(prepared.block)

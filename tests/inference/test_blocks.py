@@ -26,8 +26,8 @@ def test_done_keeps_what_the_next_blocks_can_reach():
     assert cache.get((24, 24)) is None and cache.get((72, 24)) is not None
 
 
-def test_at_most_max_windows_are_kept_oldest_first_out():
-    cache = WindowCache(ring=(24, 24), max_windows=3)
+def test_at_most_max_bytes_are_kept_oldest_first_out():
+    cache = WindowCache(ring=(24, 24), max_bytes=3 * _core(0).nbytes)
     for k in range(5):
         cache.put((0, 24 * k), _core(k))
     assert [cache.get((0, 24 * k)) is None for k in range(5)] == [True, True, False, False, False]
