@@ -17,10 +17,11 @@ axes, found by the caller) on a grid of ``cell``-sized squares:
    (each side is set to its best position with the others fixed, using an
    integral image, until nothing moves).
 2. *Edits*: the parts where the rectangle and the mask disagree (a wing it
-   misses, a notch it covers) are connected regions; each is fitted with its
-   own best rectangle, which is added to or cut from the outline. The edit
-   that raises ``J`` most is applied, and the search repeats until no edit
-   raises it: an L costs two corners more than a rectangle, so the wing must
+   misses, a notch it covers) are connected regions; in each (the largest
+   few, and only those big enough to pay for two corners) the rectangle that
+   raises the outline's IoU most once added or cut is found the same way.
+   The edit that raises ``J`` most is applied, and the search repeats until
+   no edit raises it: an L costs two corners more than a rectangle, so the wing must
    add at least ``2 x penalty`` of IoU to be drawn. Edits thinner than
    ``min_side`` (a wobble, not a wall) are not tried, the outline stays one
    piece, and a hole is only cut when it is at least ``min_hole_area``.
