@@ -106,8 +106,9 @@ def fit_rectilinear(
     if polygon.is_empty or polygon.area <= 0:
         return None
     fitted = []
+    rings = _rings(polygon)
     for theta in axes:
-        g = _grid(polygon, theta, cell)
+        g = _grid(rings, theta, cell)
         if g.mask.any():
             fitted.append((g, *best_rectangle(g.mask)))
             if fitted[-1][2] >= GOOD_RECTANGLE:  # the axis is right: no need to try another
@@ -153,14 +154,28 @@ class _Grid:
         )
 
 
-def _grid(polygon: Polygon, theta: float, cell: float) -> _Grid:
+def _rings(polygon: Polygon) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """The polygon's ring coordinates, one array, and which vertices start an edge.
+
+    Vertex ``i`` starts an edge to vertex ``i + 1`` unless it closes its ring.
+    """
+    coords, ring = shapely.get_coordinates(shapely.get_rings(polygon), return_index=True)
+    return coords, ring[:-1] == ring[1:]
+
+
+def _grid(rings: tuple[NDArray[np.float64], NDArray[np.bool_]], theta: float, cell: float) -> _Grid:
     cos, sin = math.cos(theta), math.sin(theta)
-    frame = shapely.affinity.affine_transform(polygon, [cos, sin, -sin, cos, 0.0, 0.0])
-    minx, miny, maxx, maxy = frame.bounds
+    coords, edges = rings
+    x, y = coords.T
+    # The polygon in the building's frame: shapely.affinity.affine_transform's arithmetic
+    # (cos, sin, -sin, cos), without building the polygon.
+    frame = np.stack([cos * x + sin * y + 0.0, -sin * x + cos * y + 0.0]).T
+    minx, miny = frame.min(axis=0)
+    maxx, maxy = frame.max(axis=0)
     cell = max(cell, (maxx - minx) / MAX_GRID, (maxy - miny) / MAX_GRID)
     x0, y0 = minx - cell, miny - cell
     shape = (int(math.ceil((maxy - y0) / cell)) + 1, int(math.ceil((maxx - x0) / cell)) + 1)
-    return _Grid(cos, sin, x0, y0, cell, _rasterize(frame, x0, y0, cell, shape))
+    return _Grid(cos, sin, x0, y0, cell, _fill(frame, edges, x0, y0, cell, shape))
 
 
 def best_rectangle(mask: NDArray[np.bool_]) -> tuple[tuple[int, int, int, int], float]:
@@ -198,26 +213,31 @@ def _descend(
         return np.asarray((inter + g) / np.maximum(union + c, 1), dtype=np.float64)
 
     best = float(score(*r))
-    for _ in range(8):
-        moved = False
-        for side in range(4):
-            r0, r1, c0, c1 = r
-            if side == 0:
-                cand = np.arange(lo_r, r1)
-                values = score(cand, r1, c0, c1)
-            elif side == 1:
-                cand = np.arange(r0 + 1, hi_r + 1)
-                values = score(r0, cand, c0, c1)
-            elif side == 2:
-                cand = np.arange(lo_c, c1)
-                values = score(r0, r1, cand, c1)
-            else:
-                cand = np.arange(c0 + 1, hi_c + 1)
-                values = score(r0, r1, c0, cand)
-            k = int(np.argmax(values))
-            if values[k] > best + 1e-12:
-                best, r[side], moved = float(values[k]), int(cand[k]), True
-        if not moved:
+    # Sides in turn, at most 8 passes, until a whole pass moves nothing. A side's best
+    # place depends on the other three only, so once the three after a moved side stay,
+    # that side would stay too: the pass is over early.
+    still = 0
+    for turn in range(32):
+        side = turn % 4
+        r0, r1, c0, c1 = r
+        if side == 0:
+            cand = np.arange(lo_r, r1)
+            values = score(cand, r1, c0, c1)
+        elif side == 1:
+            cand = np.arange(r0 + 1, hi_r + 1)
+            values = score(r0, cand, c0, c1)
+        elif side == 2:
+            cand = np.arange(lo_c, c1)
+            values = score(r0, r1, cand, c1)
+        else:
+            cand = np.arange(c0 + 1, hi_c + 1)
+            values = score(r0, r1, c0, cand)
+        k = int(np.argmax(values))
+        if values[k] > best + 1e-12:
+            best, r[side], still = float(values[k]), int(cand[k]), 0
+        else:
+            still += 1
+        if (still == 3 and turn >= 3) or still == 4:
             break
     return (r[0], r[1], r[2], r[3]), best
 
@@ -445,10 +465,21 @@ def _rasterize(
     exact to the pixel-centre rule GDAL's rasterize follows, at a fraction of
     its per-call cost on these small grids.
     """
+    return _fill(*_rings(polygon), x0, y0, cell, shape)
+
+
+def _fill(
+    coords: NDArray[np.float64],
+    edges: NDArray[np.bool_],
+    x0: float,
+    y0: float,
+    cell: float,
+    shape: tuple[int, int],
+) -> NDArray[np.bool_]:
+    """:func:`_rasterize` of rings given as :func:`_rings` gives them."""
     height, width = shape
-    rings = [np.asarray(r.coords)[:, :2] for r in (polygon.exterior, *polygon.interiors)]
-    start = np.concatenate([(r[:-1] - (x0, y0)) / cell for r in rings])
-    end = np.concatenate([(r[1:] - (x0, y0)) / cell for r in rings])
+    grid = (coords - (x0, y0)) / cell
+    start, end = grid[:-1][edges], grid[1:][edges]
     # Rows whose centre (row + 0.5) each edge crosses, half-open at the top: lo <= row < hi.
     low = np.ceil(np.minimum(start[:, 1], end[:, 1]) - 0.5).astype(np.int64)
     high = np.ceil(np.maximum(start[:, 1], end[:, 1]) - 0.5).astype(np.int64)
@@ -464,10 +495,10 @@ def _rasterize(
     row, x = row[order], x[order]
     # Crossings pair up along each row: cells whose centre lies in [x_in, x_out) are inside.
     col = np.clip(np.ceil(x - 0.5).astype(np.int64), 0, width)
-    diff = np.zeros((height, width + 1), dtype=np.int32)
-    np.add.at(diff, (row[0::2], col[0::2]), 1)
-    np.add.at(diff, (row[1::2], col[1::2]), -1)
-    return np.cumsum(diff[:, :width], axis=1) > 0
+    flat = row * (width + 1) + col
+    size = height * (width + 1)
+    diff = np.bincount(flat[0::2], minlength=size) - np.bincount(flat[1::2], minlength=size)
+    return np.cumsum(diff.reshape(height, width + 1)[:, :width], axis=1) > 0
 
 
 def _integral(mask: NDArray[np.bool_]) -> NDArray[np.int32]:
