@@ -34,8 +34,9 @@ one follows the blob.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import shapely
@@ -129,7 +130,7 @@ def _simplified(local: Polygon, tolerance: float) -> Polygon:
     return _largest(shapely.simplify(local, tolerance, preserve_topology=True)) or local
 
 
-def _axes(local: Polygon, tolerance: float) -> Iterator[float]:
+def _axes(local: Polygon, simplified: Callable[[], Polygon]) -> Iterator[float]:
     """The building's candidate axes, likeliest first, each computed only when asked for.
 
     The enclosing rectangle's, then the simplified edges' own when they differ
@@ -139,7 +140,7 @@ def _axes(local: Polygon, tolerance: float) -> Iterator[float]:
     """
     first = envelope_direction(local)
     yield first
-    ring = np.asarray(_simplified(local, tolerance).exterior.coords)
+    ring = np.asarray(simplified().exterior.coords)
     by_edges = dominant_direction(ring, 15.0)
     if abs(math.remainder(by_edges - first, math.pi / 2)) > math.radians(2.0):
         yield by_edges
@@ -182,15 +183,17 @@ def clean_outline(
     holes = [h for h in local.interiors if Polygon(h).area >= min_hole_area]
     if len(holes) != len(local.interiors):
         local = Polygon(local.exterior, holes)
+    # Simplified once, when first needed: for the second axis, or as the outline.
+    simplified = functools.cache(lambda: _simplified(local, tolerance))
     if regularize and tolerance > 0:
         best = fit_rectilinear(
             local,
-            _axes(local, tolerance),
+            _axes(local, simplified),
             tolerance / 3,
             penalty=corner_penalty,
             min_side=2 * tolerance,
             min_hole_area=min_hole_area,
         )
         if best is not None and best.iou >= min_iou:
-            return _to_world(_largest(best.polygon) or _simplified(local, tolerance), frame)
-    return _to_world(_simplified(local, tolerance), frame)
+            return _to_world(_largest(best.polygon) or simplified(), frame)
+    return _to_world(simplified(), frame)

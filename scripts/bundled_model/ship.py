@@ -244,8 +244,12 @@ def _score_and_ship(model: Path, args: argparse.Namespace) -> None:
     pooled = pooled_scores(model, args.data)
     pooled_before = pooled_scores(args.compare, args.data) if args.compare else None
     if args.scores:
-        record = {"model": scores, "compare": before, "pooled": pooled}
-        record["compare_pooled"] = pooled_before
+        record = {
+            "model": scores,
+            "compare": before,
+            "pooled": pooled,
+            "compare_pooled": pooled_before,
+        }
         args.scores.write_text(json.dumps(record, indent=2))
     print(markdown_table({**scores, **pooled}, {**(before or {}), **(pooled_before or {})}))
     if args.ship:
