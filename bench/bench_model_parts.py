@@ -11,14 +11,21 @@ head) and ``Concat`` nodes; the encoder is most of the ``Conv`` and
 activation time. It says where a cheaper network would have to save: the
 end-to-end speed of the bundled model is bound by its predict time
 (``bench_bundled.py``).
+
+``--variants`` also times, in Keras, untrained U-Nets of the ``b0`` preset
+built for the same windows: as shipped, with decoder widths quartered, with
+EfficientNet's narrow block outputs as skips, and the encoder alone, so the
+part of the time a cheaper decoder could save is measured, not guessed.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +40,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="windows per run")
     parser.add_argument("--repeat", type=int, default=2, help="profiled runs after a warm-up")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--variants", action="store_true", help="also time Keras variants")
     args = parser.parse_args()
     import onnxruntime as ort
 
@@ -66,6 +74,56 @@ def main() -> None:
     for op, micros in by_op.most_common(10):
         say(f"  {op:24s} {micros / total:6.1%}")
     say(f"decoder upsampling (ConvTranspose) / all: {by_op['ConvTranspose'] / total:.3f}")
+    if args.variants:
+        variants(args.batch, shape[2], args.repeat + 1)
+
+
+#: Skips at the same scales as the seed's, taken after each stage's narrow projection.
+NARROW_SKIPS = ("block1a_project_bn", "block2b_add", "block3b_add", "block5c_add", "top_activation")
+
+
+def variants(batch: int, side: int, rounds: int) -> None:
+    """Bare predict speed of untrained ``b0`` U-Nets (and the encoder alone), Keras."""
+    from mapseg_core.config import PRESETS
+    from mapseg_core.models.encoders import build_encoder
+    from mapseg_core.models.unet import build_unet
+
+    base = dataclasses.replace(
+        PRESETS["b0"].model,
+        input_size=(side, side),
+        encoder_weights=None,
+        output_channels=2,
+        channels=("building", "contact"),
+    )
+    image = (np.random.default_rng(0).random((batch, side, side, 3)) * 255).astype(np.float32)
+    for label, config in (
+        ("shipped layout", base),
+        ("decoder widths / 4", dataclasses.replace(base, decoder_filters=(64, 32, 16, 8))),
+        ("narrow skips", dataclasses.replace(base, skip_layers=NARROW_SKIPS)),
+    ):
+        report(label, build_unet(config), image, rounds)
+    from mapseg_core.backend import keras
+
+    inputs = keras.Input((side, side, 3))
+    report(
+        "encoder alone",
+        keras.Model(inputs, build_encoder(base, (side, side))(inputs)),
+        image,
+        rounds,
+    )
+
+
+def report(label: str, model: object, image: np.ndarray, rounds: int) -> None:
+    """Say the best of ``rounds`` timed ``predict_on_batch`` calls after a warm-up."""
+    predict = model.predict_on_batch  # type: ignore[attr-defined]
+    predict(image)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        predict(image)
+        best = min(best, time.perf_counter() - start)
+    mpx = image.shape[0] * image.shape[1] * image.shape[2] / 1e6
+    say(f"keras, {label:20s} {best:6.3f} s per call  {mpx / best:5.2f} Mpx/s")
 
 
 if __name__ == "__main__":
