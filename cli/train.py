@@ -20,11 +20,15 @@ $ mapseg train --resume run --epochs 40
 $ mapseg train annotation.json images/ -o run --preset b0 --validation-freq 5
 $ mapseg train chips.json chips/ -o run --preset b0 --channels building,contact \\
       --split-by field:source
+$ mapseg train chips.json chips/ -o run --init-model bundled --epochs 20 --lr-initial 0.0001
 
 Writes RUN_DIR/model.keras (the model file for evaluate, tile-infer and QGIS),
 best.keras, splits.json, config.json, history.csv, report.csv, TensorBoard logs
 and three pictures: lr_schedule.png, training_curves.png, predictions.png.
 Every option defaults to the preset's value (seed-b4 is the seed post's setup).
+--init-model fine-tunes a trained model (bundled: the one mapseg ships) on
+these labels: the run starts from its weights and keeps its architecture;
+its preset, model options and GSD are the defaults.
 The learning rate is either the SGDR schedule or constant; ReduceLROnPlateau
 only works with a constant rate (--lr-schedule constant --reduce-lr-on-plateau),
 because Keras cannot lower a scheduled rate. An interrupted run (Ctrl-C, kill)
@@ -98,10 +102,13 @@ def _float_list(
 )
 @click.option(
     "--preset",
-    default="seed-b4",
-    show_default=True,
     type=click.Choice(list(PRESETS)),
-    help="Starting configuration.",
+    help="Starting configuration (default: seed-b4, or --init-model's).",
+)
+@click.option(
+    "--init-model",
+    help="Fine-tune: start from this trained mapseg .keras model's weights, or bundled. "
+    "$ mapseg train a.json images -o run --init-model bundled --lr-initial 0.0001",
 )
 @click.option("--encoder", type=click.Choice(list(ENCODERS)))
 @click.option("--encoder-weights", help="imagenet, a local weights file, or none.")
@@ -223,7 +230,7 @@ def train(
     images_dir: Path | None,
     run_dir: Path | None,
     resume_dir: Path | None,
-    preset: str,
+    preset: str | None,
     overwrite: bool,
     progress_mode: str,
     **options: object,

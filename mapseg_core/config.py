@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mapseg_core.errors import ConfigError
+from mapseg_core.errors import ConfigError, MapsegError
 
 EncoderName = Literal[
     "efficientnetb0",
@@ -64,6 +64,9 @@ class ModelConfig:
     encoder_trainable: bool = False
     # "imagenet" (Keras download cache), a path to a weights file, or None for random init.
     encoder_weights: str | None = "imagenet"
+    # A trained mapseg .keras model ("bundled": the one mapseg ships) whose weights start the
+    # run, to fine-tune it on other labels; its architecture is used (see make_config).
+    init_model: str | None = None
     # Output channels: 1 logit per pixel per entry of ``channels``.
     output_channels: int = 1
     # What each output channel predicts: "building" first, then "contact" (pixels near two
@@ -293,13 +296,38 @@ def validate(config: Any) -> Any:
     return config
 
 
-def make_config(preset: str = "seed-b4", **overrides: Any) -> RunConfig:
+#: ModelConfig fields that shape the network's weights: a fine-tuned model keeps its source's.
+ARCHITECTURE_FIELDS = (
+    "encoder",
+    "bands",
+    "skip_layers",
+    "decoder_filters",
+    "decoder_kernel_size",
+    "decoder_activation",
+    "size_fix",
+    "output_channels",
+    "channels",
+)
+
+
+def make_config(preset: str | None = "seed-b4", **overrides: Any) -> RunConfig:
     """The preset's configuration with field overrides (``None`` values are ignored).
 
+    With ``init_model`` (fine-tuning a trained model), the model fields and the
+    GSD default to that model's own and its architecture may not change; the
+    preset defaults to the one it was trained with.
+
     Args:
-        preset: one of :data:`PRESETS`.
+        preset: one of :data:`PRESETS`; None: ``seed-b4``, or ``init_model``'s.
         **overrides: ModelConfig or TrainConfig field names, as the CLI options.
     """
+    source: dict[str, Any] = {}
+    if overrides.get("init_model") is not None:
+        source = init_model_config(str(overrides["init_model"]))
+        overrides = _inherit(source, overrides)
+        if preset is None and source.get("preset") in PRESETS:
+            preset = source["preset"]
+    preset = preset or "seed-b4"
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     base = PRESETS[preset]
@@ -329,6 +357,63 @@ def make_config(preset: str = "seed-b4", **overrides: Any) -> RunConfig:
             f"{len(model.channels)} channels ({', '.join(model.channels)}); give one per channel"
         )
     return RunConfig(preset=preset, model=model, train=train)
+
+
+def init_model_config(spec: str) -> dict[str, Any]:
+    """The training config (``RunConfig.to_dict()``) stored in the model ``spec`` names.
+
+    Raises:
+        ConfigError: not a mapseg ``.keras`` model, or one without its training config.
+    """
+    from mapseg_core.models.artifact import init_model_path, read_metadata
+
+    try:
+        path = init_model_path(spec)
+        meta = read_metadata(path)
+    except MapsegError as exc:
+        raise ConfigError(f"--init-model: {exc}") from None
+    config = meta.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise ConfigError(
+            f"--init-model {spec} has no training config; pass a .keras model written by "
+            "mapseg train (or bundled)"
+        )
+    return config
+
+
+def _inherit(source: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of a source model's fields; an architecture change is an error."""
+    model = dict(source["model"])
+    for name in ARCHITECTURE_FIELDS:
+        given = overrides.get(name)
+        if name == "channels" and given is not None:
+            given = list(given)
+        mine = model.get(name)
+        if given is not None and _plain(given) != _plain(mine):
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {_show(given)} differs from --init-model's {_show(mine)}: a fine-tuned "
+                f"model keeps its architecture; drop {flag}"
+            )
+    inherited = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in model.items()
+        if k not in ("encoder_weights", "init_model")
+    }
+    train = source.get("train", {})
+    if isinstance(train, dict) and train.get("gsd") is not None:
+        inherited["gsd"] = train["gsd"]
+    given = {k: v for k, v in overrides.items() if v is not None}
+    # The weights come from the model: no ImageNet file is needed or used ("none": None).
+    return {**inherited, **given, "encoder_weights": "none"}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 @dataclass(frozen=True)

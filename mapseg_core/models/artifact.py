@@ -168,11 +168,15 @@ def portable_config(config_dict: dict[str, Any]) -> dict[str, Any]:
     ``encoder_weights`` may be a path on the training machine (the ImageNet
     weights in ``../shared/weights``); the model file records which weights
     seeded it (``efficientnetb0_imagenet_notop.weights.h5``), not where they lay.
+    So for ``init_model``, whose file's SHA-256 the run's metadata keeps too.
     """
     model = dict(config_dict.get("model", {}))
     weights = model.get("encoder_weights")
     if isinstance(weights, str) and weights != "imagenet":
         model["encoder_weights"] = Path(weights).name
+    start = model.get("init_model")
+    if isinstance(start, str) and start != "bundled":
+        model["init_model"] = Path(start).name
     return {**config_dict, "model": model}
 
 
@@ -334,6 +338,20 @@ def bundled_model_path(kind: Literal["auto", "keras", "onnx"] = "auto") -> Path:
             f"no bundled model in this installation ({path} is missing); "
             "pass --model PATH to a mapseg .keras or .onnx file"
         )
+    return path
+
+
+def init_model_path(spec: str | os.PathLike[str]) -> Path:
+    """The ``.keras`` file ``--init-model`` names: a path, or ``bundled``.
+
+    Raises:
+        ModelError: missing file, or not a ``.keras`` model.
+    """
+    path = bundled_model_path("keras") if str(spec) == "bundled" else Path(spec)
+    if path.suffix.lower() != ".keras":
+        raise ModelError(f"{spec} is not a .keras model; fine-tuning needs the Keras file")
+    if not path.is_file():
+        raise ModelError(f"model file {path} not found; pass a mapseg .keras file or bundled")
     return path
 
 

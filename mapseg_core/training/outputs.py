@@ -86,6 +86,8 @@ def write_outputs(
         "metrics": results,
         "epochs_done": state["epochs_done"],
     }
+    if state.get("init_model"):
+        metadata["init_model"] = state["init_model"]
     if tcfg.tune_threshold and len(splits.valid):
         # The threshold, separation threshold and minimum area of the buildings a user gets,
         # chosen by building F1 on validation (the pixel threshold above is where it starts).

@@ -29,7 +29,7 @@ from typing import Any
 from mapseg_core import __version__
 from mapseg_core.atomic import write_json
 from mapseg_core.config import RunConfig, TrainConfig
-from mapseg_core.errors import Interrupted, OutputExistsError, RunDirError
+from mapseg_core.errors import ConfigError, Interrupted, OutputExistsError, RunDirError
 from mapseg_core.progress import Reporter, null_reporter
 from mapseg_core.training.devices import (
     enable_gpu_memory_growth,
@@ -98,6 +98,8 @@ def train(
         "epochs_done": 0,
         "best_val_loss": None,
     }
+    if config.model.init_model is not None:
+        state["init_model"] = _source_record(config.model.init_model)
     write_json(run_dir / "run.json", state)
     return _run(run_dir, config, state, dataset, splits, report, model)
 
@@ -379,9 +381,44 @@ def _new_model(config: RunConfig) -> Any:
     weights = config.train.weights_for(channels) if len(channels) > 1 else None
     with precision(config.train.mixed_precision), strategy_scope(config.train.strategy):
         model = build_unet(config.model)
+        if config.model.init_model is not None:
+            _start_from(model, config.model.init_model)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=make_learning_rate(config.train)),
             loss=ComboLoss(config.train.ce_weight, channel_weights=weights),
             metrics=make_metrics(len(channels)),
         )
     return model
+
+
+def _start_from(model: Any, spec: str) -> None:
+    """Copy the weights of the trained model ``spec`` names into ``model`` (same U-Net).
+
+    The U-Net's layers do not depend on its input size (multiples of 32), so a
+    model run in 512 px windows fine-tunes on 256 px chips with the same weights.
+
+    Raises:
+        ConfigError: the weights do not fit (another architecture or input size fix).
+    """
+    from mapseg_core.models.artifact import init_model_path, load_artifact
+
+    source, _ = load_artifact(init_model_path(spec))
+    theirs, mine = source.get_weights(), model.get_weights()
+    misfit = next(
+        (i for i, (a, b) in enumerate(zip(theirs, mine, strict=False)) if a.shape != b.shape),
+        None,
+    )
+    if len(theirs) != len(mine) or misfit is not None:
+        raise ConfigError(
+            f"--init-model {spec}: its weights do not fit this U-Net ({len(theirs)} arrays "
+            f"vs {len(mine)}); use an --input-size that is a multiple of 32"
+        )
+    model.set_weights(theirs)
+
+
+def _source_record(spec: str) -> dict[str, str]:
+    """What started a fine-tuning run: the model's file name (or bundled) and SHA-256."""
+    from mapseg_core.models.artifact import file_sha256, init_model_path
+
+    path = init_model_path(spec)
+    return {"model": spec if spec == "bundled" else path.name, "sha256": file_sha256(path)}
