@@ -135,13 +135,21 @@ def resized_copy(
     if size is not None:
         resized = dataclasses.replace(resized, input_size=size)
     clone = build_unet(resized, flexible=size is None)
-    clone.set_weights(model.get_weights())
-    # Layers that cache tensors derived from their variables (EfficientNet's input
-    # Normalization keeps its mean/variance broadcast) must recompute them, as a load does.
-    for layer in _all_layers(clone):
+    copy_weights(clone, model)
+    return clone
+
+
+def copy_weights(target: keras.Model, source: keras.Model) -> None:
+    """Give ``target`` the weights of ``source``, the same U-Net, as a load would.
+
+    Layers that cache tensors derived from their variables (EfficientNet's input
+    Normalization keeps its mean/variance broadcast) recompute them afterwards:
+    ``set_weights`` alone leaves them at the values of the build.
+    """
+    target.set_weights(source.get_weights())
+    for layer in _all_layers(target):
         if isinstance(layer, layers.Normalization):
             layer.finalize_state()
-    return clone
 
 
 def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -401,6 +401,7 @@ def _start_from(model: Any, spec: str) -> None:
         ConfigError: the weights do not fit (another architecture or input size fix).
     """
     from mapseg_core.models.artifact import init_model_path, load_artifact
+    from mapseg_core.models.unet import copy_weights
 
     source, _ = load_artifact(init_model_path(spec))
     theirs, mine = source.get_weights(), model.get_weights()
@@ -413,7 +414,7 @@ def _start_from(model: Any, spec: str) -> None:
             f"--init-model {spec}: its weights do not fit this U-Net ({len(theirs)} arrays "
             f"vs {len(mine)}); use an --input-size that is a multiple of 32"
         )
-    model.set_weights(theirs)
+    copy_weights(model, source)
 
 
 def _source_record(spec: str) -> dict[str, str]:

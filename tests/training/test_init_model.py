@@ -44,6 +44,10 @@ def test_fine_tuning_starts_from_the_source_weights_and_architecture(source):
     source_model, _ = load_artifact(source)
     model = _new_model(config)
     assert _weights_equal(model.get_weights(), source_model.get_weights())
+    image = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        model.predict_on_batch(image), source_model.predict_on_batch(image), atol=1e-4
+    )
     fresh = _new_model(make_config("tiny", channels=("building", "contact")))
     assert not _weights_equal(fresh.get_weights(), source_model.get_weights())
 
@@ -106,3 +110,10 @@ def test_bundled_model_fine_tunes_from_its_own_weights():
     model = _new_model(make_config(None, init_model="bundled"))
     assert tuple(model.inputs[0].shape[1:3]) == (256, 256)
     assert _weights_equal(model.get_weights(), bundled.get_weights())
+    # The same network, not just the same arrays: EfficientNet's input normalization
+    # caches its mean and variance, which set_weights alone leaves at the build's 0 and 1.
+    model = _new_model(make_config(None, init_model="bundled", input_size=(512, 512)))
+    image = np.random.default_rng(0).uniform(0, 255, (1, 512, 512, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        model.predict_on_batch(image), bundled.predict_on_batch(image), atol=1e-3
+    )
