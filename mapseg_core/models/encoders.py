@@ -124,9 +124,11 @@ def _set_trainable(encoder: keras.Model, config: ModelConfig) -> None:
     Pretrained EfficientNet batch-norm statistics (and, for the shared B0
     weights, the folded normalisation) must not drift on small batches of
     aerial tiles; a frozen Keras 3 ``BatchNormalization`` runs in inference mode.
+    Pretrained means ImageNet weights, or a trained model's (``init_model``).
     """
     encoder.trainable = config.encoder_trainable
-    if config.encoder_trainable and config.encoder_weights is not None:
+    pretrained = config.encoder_weights is not None or config.init_model is not None
+    if config.encoder_trainable and pretrained:
         for layer in encoder.layers:
             if isinstance(layer, layers.BatchNormalization):
                 layer.trainable = False

@@ -50,6 +50,21 @@ def test_fine_tuning_starts_from_the_source_weights_and_architecture(source):
     )
     fresh = _new_model(make_config("tiny", channels=("building", "contact")))
     assert not _weights_equal(fresh.get_weights(), source_model.get_weights())
+    # Pretrained batch norm stays frozen (small batches would make it drift), as with
+    # ImageNet weights; a run from scratch trains it.
+    assert config.model.encoder_trainable
+    assert _encoder_norms(model) and not any(layer.trainable for layer in _encoder_norms(model))
+    assert all(layer.trainable for layer in _encoder_norms(fresh))
+
+
+def _encoder_norms(model) -> list:
+    import keras
+
+    return [
+        layer
+        for layer in model.get_layer("encoder").layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
 
 
 def test_fine_tuned_model_records_its_source(tmp_path, learnable, source):
