@@ -179,12 +179,12 @@ def markdown_table(scores: dict[str, dict[str, Any]], before: dict[str, Any] | N
 
 
 def training_command() -> str:
-    """The ``mapseg train`` command of train.sh (continuation lines joined)."""
+    """train.sh's ``mapseg train`` commands in order (continuation lines joined, ``&&``)."""
     text = (HERE / "train.sh").read_text()
-    match = re.search(r"^\.venv/bin/(mapseg train .*?[^\\])$", text, re.S | re.M)
-    if not match:
+    commands = re.findall(r"^\.venv/bin/(mapseg train .*?[^\\])$", text, re.S | re.M)
+    if not commands:
         raise SystemExit("train.sh has no mapseg train command; fix scripts/bundled_model/train.sh")
-    return re.sub(r"\s*\\\n\s*", " ", match.group(1))
+    return " && ".join(re.sub(r"\s*\\\n\s*", " ", command) for command in commands)
 
 
 def provenance(data: Path, scores: dict[str, dict[str, Any]], gsd: float) -> dict[str, Any]:
