@@ -321,7 +321,6 @@ def make_config(preset: str | None = "seed-b4", **overrides: Any) -> RunConfig:
         preset: one of :data:`PRESETS`; None: ``seed-b4``, or ``init_model``'s.
         **overrides: ModelConfig or TrainConfig field names, as the CLI options.
     """
-    source: dict[str, Any] = {}
     if overrides.get("init_model") is not None:
         source = init_model_config(str(overrides["init_model"]))
         overrides = _inherit(source, overrides)
@@ -384,10 +383,13 @@ def init_model_config(spec: str) -> dict[str, Any]:
 def _inherit(source: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``overrides`` on top of a source model's fields; an architecture change is an error."""
     model = dict(source["model"])
+    if overrides.get("encoder_weights") is not None:
+        raise ConfigError(
+            "--encoder-weights and --init-model both give the starting weights; "
+            "drop --encoder-weights (a fine-tuned model starts from --init-model's)"
+        )
     for name in ARCHITECTURE_FIELDS:
         given = overrides.get(name)
-        if name == "channels" and given is not None:
-            given = list(given)
         mine = model.get(name)
         if given is not None and _plain(given) != _plain(mine):
             flag = "--" + name.replace("_", "-")

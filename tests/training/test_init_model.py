@@ -93,6 +93,8 @@ def test_an_architecture_change_is_refused(source):
         make_config(None, init_model=str(source), channels=("building",))
     with pytest.raises(ConfigError, match="--decoder-filters 8,8,8,8 differs"):
         make_config(None, init_model=str(source), decoder_filters=(8, 8, 8, 8))
+    with pytest.raises(ConfigError, match="drop --encoder-weights"):
+        make_config(None, init_model=str(source), encoder_weights="imagenet")
     # Options that do not change the weights' shapes may change.
     config = make_config(None, init_model=str(source), encoder_trainable=False, epochs=2)
     assert config.model.encoder_trainable is False and config.train.epochs == 2
