@@ -3,8 +3,8 @@
 ``unchanged_reference.json`` holds the polygons (normalized WKT, 3 decimals, and
 ``area_m2``) tile-infer wrote on three rasters at commit efb99d6, before the
 single orchestrator (issue I); the bundled model's were rewritten when clean
-outlines became fitted right-angled polygons (the synthetic scenes' did not
-change). The synthetic scenes must match exactly; the
+outlines became fitted right-angled polygons and when bundled model v5 shipped
+(the synthetic scenes' did not change). The synthetic scenes must match exactly; the
 bundled model on the Inria Austin demo sample may differ by a handful of
 pixel decisions across CPUs (float rounding at the 0.8 threshold), so there
 at least 95 % of the reference polygons must come out identical and the
